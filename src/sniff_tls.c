@@ -1,0 +1,1 @@
+#include "sixgate/sniff_tls.h"
