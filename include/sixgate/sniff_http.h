@@ -15,26 +15,37 @@
 #define SG_HTTP_AUTHORITY_MAX 300          /* name, brackets and port fit */
 
 /* Incremental state for one connection's first request head. Embedded in the
- * connection while it sniffs; it owns no memory. */
+ * connection while it sniffs; it owns no memory. The fields are private to
+ * sniff_http.c. */
 struct sg_http_sniffer {
     llhttp_t parser;
-    size_t limit;     /* head size limit in bytes */
-    size_t fed;       /* bytes fed so far */
-    size_t head_len;  /* bytes up to and including the blank line, once done */
+    size_t limit;    /* head size limit in bytes */
+    size_t fed;      /* head bytes given to llhttp so far (never more than limit) */
+    size_t head_len; /* bytes up to and including the blank line, once the head is read */
+    /* a raw look at every head byte, for what llhttp accepts but we refuse */
+    uint64_t line_tail; /* the last 8 bytes of the request line */
+    uint8_t prev;       /* the byte before the current one */
+    bool line_done;     /* the request line has ended */
+    bool line_is_http;  /* ... with "HTTP/x.y" */
+    bool bare_lf;       /* a LF without CR */
+    bool obs_fold;      /* a header line continued on the next line */
     /* the header field being read: only whether it is "host" matters */
-    uint8_t field_len;
-    bool field_is_host;
-    bool in_value;
-    unsigned host_count;
+    uint8_t field_len;  /* saturates; only lengths up to 5 matter */
+    bool field_is_host; /* the bytes so far match "host" case-insensitively */
+    bool field_has_ws;  /* some field name had whitespace (before the colon) */
+    bool in_host;       /* the current value is the first Host header's */
+    uint8_t host_count; /* saturates at 2 */
     size_t host_len;
+    size_t host_ws;     /* whitespace seen but not yet stored: trailing OWS is dropped */
     bool host_overflow;
     char host[SG_HTTP_AUTHORITY_MAX];
-    /* the start of the request target, for an absolute-form authority */
+    /* the start of the request target: its form, and an absolute-form authority */
     size_t url_len;
+    bool url_overflow;
     char url[SG_HTTP_AUTHORITY_MAX + 16];
-    bool done;
-    enum sg_sniff_result result;
+    enum sg_sniff_result result; /* NEED_MORE until a verdict, then sticky */
     const char *detail;
+    struct sg_name name; /* valid when result is FOUND */
 };
 
 /* Prepares <s> for a new connection; <head_limit> bytes at most for the head. */

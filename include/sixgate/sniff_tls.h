@@ -21,7 +21,8 @@
  * NEED_MORE, once at least out->need bytes are there. Never reads past <len>.
  * <scratch> (SG_TLS_SCRATCH_SIZE bytes, contents irrelevant) is used only when
  * the ClientHello is fragmented over several records; one scratch buffer can be
- * shared by all connections of a thread.
+ * shared by all connections of a thread. <scratch> may be NULL: a fragmented
+ * ClientHello then gives TOO_LARGE instead of being joined.
  *
  * Results: FOUND with the normalised host_name; NO_NAME for a complete hello
  * without a server_name extension; BAD_NAME for a host_name that is not a

@@ -1,0 +1,91 @@
+/* Everything the configuration says, frozen: listeners, timeouts, limits and
+ * the routing map. Built by config.c, never written after it is published,
+ * shared between threads by reference count. A connection holds a reference
+ * from the moment it routes until it is freed, so a reload never moves it. */
+#ifndef SIXGATE_SNAPSHOT_H
+#define SIXGATE_SNAPSHOT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sixgate/address.h"
+#include "sixgate/arena.h"
+#include "sixgate/cidr.h"
+#include "sixgate/routes.h"
+
+enum sg_protocol { SG_PROTO_TLS, SG_PROTO_HTTP, SG_PROTO_TCP };
+
+const char *sg_protocol_str(enum sg_protocol p);
+
+struct sg_listen_addr {
+    union sg_sockaddr addr;
+    const char *text; /* as written in the config */
+};
+
+struct sg_listener_spec {
+    const char *name;
+    enum sg_protocol protocol;
+    size_t naddrs;
+    struct sg_listen_addr *addrs;
+    struct sg_backend backend; /* SG_PROTO_TCP: the fixed backend */
+    uint16_t backend_port; /* tls/http: port for backends written without one; 0: own port */
+    struct sg_cidr_list accept_proxy; /* PROXY protocol is required from these; empty: none */
+    unsigned line; /* where the listener is defined, for messages */
+};
+
+struct sg_timeouts {
+    uint64_t sniff_ms;   /* from accept until the name is known */
+    uint64_t connect_ms; /* resolving and connecting to the backend */
+    uint64_t idle_ms;    /* no byte in either direction */
+    uint64_t drain_ms;   /* graceful stop: how long established connections may go on */
+};
+
+enum sg_log_level { SG_LOG_ERROR, SG_LOG_WARN, SG_LOG_INFO, SG_LOG_DEBUG };
+
+struct sg_snapshot {
+    atomic_uint refs;
+    uint64_t generation; /* set by whoever publishes it; 0 until then */
+    struct sg_arena arena; /* every string and array below */
+
+    const char *main_path;
+    const char *map_path;
+
+    size_t nlisteners;
+    struct sg_listener_spec *listeners;
+
+    struct sg_timeouts timeouts;
+    size_t http_head_max;   /* bytes of an HTTP request head (431 past it) */
+    size_t max_connections; /* per process; 0: no limit */
+
+    struct sg_routes *routes;
+    char map_sha256[65];    /* hex digest of the map file's bytes */
+    const char *map_version; /* the map's own "version" key, or NULL */
+
+    /* Process settings: read at start; a reload that changes them says so. */
+    unsigned workers;       /* event-loop threads; 0: one per CPU */
+    const char *user;       /* drop to this user after binding, when root; NULL: stay */
+    const char *group;
+    enum sg_log_level log_level;
+    const char *access_log; /* a path, "stderr", or NULL (off) */
+    bool has_admin;
+    union sg_sockaddr admin; /* /metrics and /healthz */
+    bool watch_map;          /* reload when the map file changes */
+    uint64_t watch_debounce_ms;
+};
+
+/* Returns a new, empty snapshot with one reference, or NULL. */
+struct sg_snapshot *sg_snapshot_new(void);
+
+/* Takes another reference; returns <s>. Any thread that holds a reference. */
+struct sg_snapshot *sg_snapshot_ref(struct sg_snapshot *s);
+
+/* Drops a reference; the last one frees the snapshot. NULL is fine. */
+void sg_snapshot_unref(struct sg_snapshot *s);
+
+/* The listener named <name>, or NULL. */
+const struct sg_listener_spec *sg_snapshot_listener(const struct sg_snapshot *s,
+                                                    const char *name);
+
+#endif
