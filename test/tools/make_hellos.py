@@ -136,17 +136,17 @@ class Hello:
                 return e
         return None
 
-    def body(self, tail=b"", with_extensions=True):
+    def body(self, tail=b"", with_extensions=True, ext_tail=b""):
         out = (self.version + self.random + bytes([len(self.session_id)]) + self.session_id +
                u16(len(self.ciphers)) + self.ciphers +
                bytes([len(self.compression)]) + self.compression)
         if with_extensions:
-            exts = b"".join(u16(t) + u16(len(d)) + d for t, d in self.extensions)
+            exts = b"".join(u16(t) + u16(len(d)) + d for t, d in self.extensions) + ext_tail
             out += u16(len(exts)) + exts
         return out + tail
 
-    def message(self, tail=b"", with_extensions=True):
-        body = self.body(tail, with_extensions)
+    def message(self, tail=b"", with_extensions=True, ext_tail=b""):
+        body = self.body(tail, with_extensions, ext_tail)
         return bytes([1]) + u24(len(body)) + body
 
     def set_sni(self, *entries):
@@ -352,10 +352,10 @@ def build(workdir):
     add("garbage_after_found", frame(m13, [100, 0]) + garbage(64), "found", "www.example.org")
 
     # Names.
-    def with_sni(*entries, tail=b"", version=0x0301):
+    def with_sni(*entries):
         h = Hello(m13)
         h.set_sni(*entries)
-        return frame(h.message(tail), version=version)
+        return frame(h.message())
 
     add("sni_upper_trailing_dot_found", with_sni((0, b"WWW.Example.ORG.")), "found",
         "www.example.org")
@@ -415,6 +415,14 @@ def build(workdir):
     b = bytearray(body)
     b[ext_at + 4:ext_at + 6] = u16(0xFFFF)  # the first extension's own length
     add("ext_len_over_block_malformed", frame(bytes([1]) + u24(len(b)) + bytes(b)), "malformed")
+    for n in (1, 3):  # an extension header cut short by the end of the block and the file
+        add("ext_header_cut_%d_malformed" % n, frame(Hello(m13).message(ext_tail=bytes(n))),
+            "malformed")
+    h = Hello(m13)
+    h.extensions.append([EXT_SERVER_NAME, b"\x00"])  # u16 list length cut short, at the end
+    last = len(h.extensions) - 1
+    h.extensions = [e for i, e in enumerate(h.extensions) if e[0] != EXT_SERVER_NAME or i == last]
+    add("sni_list_len_cut_malformed", frame(h.message()), "malformed")
 
     h = Hello(m13)
     h.session_id = garbage(33)
