@@ -21,6 +21,10 @@ struct sg_sniffed {
     struct sg_name name; /* valid when FOUND */
     size_t need;   /* when NEED_MORE: total bytes received before another call can progress */
     const char *detail; /* static text for logs when not FOUND (e.g. "bad record length") */
+    /* BAD_NAME: the name as received, for the access log (escaped there);
+     * points into the caller's or the sniffer's buffer, valid until the next call */
+    const char *raw_name;
+    size_t raw_name_len;
 };
 
 /* A short stable token for logs and metrics: "need_more", "found", "no_name", ... */

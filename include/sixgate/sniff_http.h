@@ -27,8 +27,7 @@ struct sg_http_sniffer {
     uint8_t prev;       /* the byte before the current one */
     bool line_done;     /* the request line has ended */
     bool line_is_http;  /* ... with "HTTP/x.y" */
-    bool bare_lf;       /* a LF without CR */
-    bool obs_fold;      /* a header line continued on the next line */
+    const char *framing_fault; /* the first bare CR or LF, or obs-fold */
     /* the header field being read: only whether it is "host" matters */
     uint8_t field_len;  /* saturates; only lengths up to 5 matter */
     bool field_is_host; /* the bytes so far match "host" case-insensitively */

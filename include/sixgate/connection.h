@@ -1,0 +1,54 @@
+/* One client connection, from accept to close, as an explicit state machine:
+ *
+ *   accept -> [PROXY_HEADER] -> SNIFFING -> [RESOLVING] -> CONNECTING -> SPLICING -> CLOSED
+ *                                  |              |              |
+ *                                  +--------------+--------------+--> REFUSING -> CLOSED
+ *
+ * A tcp listener skips SNIFFING. REFUSING writes a refusal (a TLS alert or
+ * an HTTP error), shuts the client's side down and reads what the client
+ * still sends for a short while, so that the refusal is not lost to a reset.
+ * Half-close while SPLICING is per direction (struct sg_pump), not a state.
+ * Any state may go to CLOSED on an error or a timeout; conn_close() is the
+ * one door out, and the struct is freed once every handle is closed and no
+ * request is in flight. */
+#ifndef SIXGATE_CONNECTION_H
+#define SIXGATE_CONNECTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "sixgate/address.h"
+#include "sixgate/log.h"
+#include "sixgate/metrics.h"
+#include "sixgate/snapshot.h"
+
+struct sg_conn;
+
+/* What a connection needs from the loop it lives on. The worker embeds and
+ * fills it; a connection never sees the worker itself. */
+struct sg_conn_env {
+    uv_loop_t *loop;
+    struct sg_snapshot *snap;     /* the current snapshot for new connections */
+    struct sg_logger *log;
+    struct sg_worker_stats *stats;
+    uint8_t *tls_scratch;         /* SG_TLS_SCRATCH_SIZE bytes, for sniff_tls */
+    uv_buf_t read_buf;            /* SG_PUMP_READ_MAX bytes shared by all pumps */
+    struct sg_conn *conns;        /* every live connection (a list) */
+    size_t nconns;
+    size_t max_conns;             /* 0: no limit */
+    unsigned worker_id;
+    uint64_t next_id;
+    void (*on_empty)(struct sg_conn_env *env); /* called when nconns drops to 0, if set */
+};
+
+/* Accepts one pending connection from <server> for <listener> (which lives
+ * in env->snap). On failure the pending connection is dropped. */
+void sg_conn_accept(struct sg_conn_env *env, uv_stream_t *server,
+                    const struct sg_listener_spec *listener, struct sg_listener_stats *stats);
+
+/* Closes every connection of <env> (a stop after the drain time). */
+void sg_conn_close_all(struct sg_conn_env *env);
+
+#endif

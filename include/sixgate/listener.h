@@ -1,0 +1,34 @@
+/* Listening sockets. The control thread binds every address (before it
+ * drops privileges, and again on reload for added addresses): one socket per
+ * worker, with SO_REUSEPORT, so that the kernel spreads new connections over
+ * the workers' loops. A struct sg_bound is shared by reference between the
+ * control thread and the workers' mailbox messages; each worker dup()s its
+ * own socket out of it, so who closes which descriptor is never in doubt:
+ * the bound closes its own when its last reference goes, libuv closes the
+ * worker's copy when the worker closes its handle. */
+#ifndef SIXGATE_LISTENER_H
+#define SIXGATE_LISTENER_H
+
+#include <stdatomic.h>
+
+#include "sixgate/address.h"
+
+struct sg_bound {
+    atomic_uint refs;
+    union sg_sockaddr addr;
+    char text[SG_ADDR_TEXT_MAX];
+    unsigned nfds;
+    int fds[]; /* one listening socket per worker */
+};
+
+/* Binds <addr> for <nworkers> workers and listens. IPv6 sockets are
+ * IPV6_V6ONLY, so "[::]:443" and "0.0.0.0:443" can both be listed. Fails
+ * with -EADDRINUSE when any other socket holds the address, even one of
+ * another sixgate with SO_REUSEPORT. Returns 0 or a negative errno. */
+int sg_bound_open(const union sg_sockaddr *addr, unsigned nworkers, int backlog,
+                  struct sg_bound **out);
+
+struct sg_bound *sg_bound_ref(struct sg_bound *b);
+void sg_bound_unref(struct sg_bound *b);
+
+#endif

@@ -1,0 +1,63 @@
+/* Moves bytes one way, from one stream to another, until EOF or an error.
+ *
+ * Memory: reads land in a buffer shared by every pump of the loop (the loop
+ * runs one callback at a time). When the receiver takes all of it at once
+ * (uv_try_write), nothing is kept. Otherwise the rest is copied to the heap,
+ * written with uv_write, and reading stops until that write completes: a
+ * direction holds at most one read's worth of bytes (SG_PUMP_READ_MAX), so
+ * memory per connection is bounded whatever the peers do.
+ *
+ * Half-close: EOF from <from> becomes shutdown(SHUT_WR) on <to> once the
+ * pending bytes are written; the other direction goes on. */
+#ifndef SIXGATE_PUMP_H
+#define SIXGATE_PUMP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define SG_PUMP_READ_MAX (64u * 1024u)
+
+struct sg_pump;
+
+/* Called once per pump: <status> 0 when EOF was read and passed on as a
+ * shutdown, or a negative libuv error (reading, writing or shutting down). */
+typedef void (*sg_pump_done_cb)(struct sg_pump *p, int status);
+
+struct sg_pump {
+    uv_stream_t *from;
+    uv_stream_t *to;
+    uv_buf_t shared;   /* the loop's read buffer, SG_PUMP_READ_MAX bytes at most */
+    char *pending;     /* heap copy being written under backpressure, or NULL */
+    size_t pending_len;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    uint64_t bytes;    /* bytes read from <from> */
+    uint64_t *last_activity; /* if set, gets uv_now() on each read */
+    bool reading;
+    bool writing;
+    bool eof;
+    bool finished;     /* on_done was called */
+    sg_pump_done_cb on_done;
+    void *data;        /* the owner's */
+};
+
+/* Prepares <p>; nothing starts. Sets from->data to <p>. */
+void sg_pump_init(struct sg_pump *p, uv_stream_t *from, uv_stream_t *to, uv_buf_t shared,
+                  sg_pump_done_cb on_done, void *data);
+
+/* Starts reading. Returns 0 or a libuv error. */
+int sg_pump_start(struct sg_pump *p);
+
+/* Stops for good: no more reads and no callback; pending writes are left to
+ * be cancelled when the owner closes the streams. Frees nothing that a write
+ * in flight still uses: call sg_pump_release() after the streams are closed. */
+void sg_pump_stop(struct sg_pump *p);
+
+/* Frees the heap copy, if any; only after both streams' close callbacks. */
+void sg_pump_release(struct sg_pump *p);
+
+/* Bytes held on the heap by this pump right now (for metrics). */
+size_t sg_pump_buffered(const struct sg_pump *p);
+
+#endif

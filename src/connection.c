@@ -1,0 +1,878 @@
+#include "sixgate/connection.h"
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sixgate/json.h"
+#include "sixgate/proxy_header.h"
+#include "sixgate/pump.h"
+#include "sixgate/sniff_http.h"
+#include "sixgate/sniff_tls.h"
+
+/* How long a refused client may keep sending before it is cut off. */
+#define LINGER_MS 2000
+/* The sniff buffer starts at this size and doubles up to its limit. */
+#define SNIFF_BUF_START 4096
+/* The most of a name from the wire kept for the access log. */
+#define RAW_NAME_MAX 255
+
+enum sg_conn_state {
+    SG_CONN_ACCEPTED,     /* [transient] set up, nothing read yet */
+    SG_CONN_PROXY_HEADER, /* reading a PROXY header from a trusted upstream */
+    SG_CONN_SNIFFING,     /* reading the hello or the request head */
+    SG_CONN_RESOLVING,    /* [transient] the backend's name is being resolved */
+    SG_CONN_CONNECTING,   /* [transient] connecting to the backend */
+    SG_CONN_SPLICING,     /* both pumps run until both directions are done */
+    SG_CONN_REFUSING,     /* writing a refusal, then lingering */
+    SG_CONN_CLOSED,       /* handles are closing; freed when the last one is */
+    SG_CONN_NSTATES
+};
+
+static const char *const state_names[] = {"ACCEPTED", "PROXY_HEADER", "SNIFFING", "RESOLVING", "CONNECTING",
+                                          "SPLICING",     "REFUSING", "CLOSED"};
+
+#define BIT(s) (1u << (s))
+/* Allowed moves: allowed[from] has bit <to> set. CLOSED is always allowed. */
+static const unsigned allowed[SG_CONN_NSTATES] = {
+    [SG_CONN_ACCEPTED] = BIT(SG_CONN_PROXY_HEADER) | BIT(SG_CONN_SNIFFING) |
+                         BIT(SG_CONN_RESOLVING) | BIT(SG_CONN_CONNECTING),
+    [SG_CONN_PROXY_HEADER] = BIT(SG_CONN_SNIFFING) | BIT(SG_CONN_RESOLVING) |
+                             BIT(SG_CONN_CONNECTING) | BIT(SG_CONN_REFUSING),
+    [SG_CONN_SNIFFING] = BIT(SG_CONN_RESOLVING) | BIT(SG_CONN_CONNECTING) | BIT(SG_CONN_REFUSING),
+    [SG_CONN_RESOLVING] = BIT(SG_CONN_CONNECTING) | BIT(SG_CONN_REFUSING),
+    [SG_CONN_CONNECTING] = BIT(SG_CONN_CONNECTING) | BIT(SG_CONN_SPLICING) | BIT(SG_CONN_REFUSING),
+    [SG_CONN_SPLICING] = 0,
+    [SG_CONN_REFUSING] = 0,
+    [SG_CONN_CLOSED] = 0,
+};
+
+struct sg_conn {
+    struct sg_conn_env *env;
+    struct sg_conn *prev, *next; /* env->conns */
+    uint64_t id;
+    enum sg_conn_state state;
+
+    uv_tcp_t client;
+    uv_tcp_t backend;
+    uv_timer_t timer;
+    unsigned open_handles; /* handles initialised and not yet closed */
+    bool backend_open;     /* <backend> is initialised */
+    bool resolving;        /* a getaddrinfo request is in flight */
+
+    struct sg_snapshot *snap; /* reference held until the struct is freed */
+    const struct sg_listener_spec *listener; /* in <snap> */
+    struct sg_listener_stats *lstats;
+
+    union sg_sockaddr peer;  /* the client; from a PROXY header when trusted */
+    union sg_sockaddr local; /* where the client connected (or the PROXY header's target) */
+    union sg_sockaddr via;   /* the TCP peer when a PROXY header replaced it */
+    bool has_via;
+
+    /* SNIFFING: every byte the client sent so far, forwarded first */
+    uint8_t *sniff;
+    size_t sniff_len, sniff_cap, sniff_max, sniff_need;
+    size_t sniff_skip; /* bytes of a received PROXY header at the start of <sniff> */
+    struct sg_http_sniffer *http;
+
+    /* the name and where it leads */
+    bool has_name;
+    struct sg_name name;
+    char raw_name[RAW_NAME_MAX];
+    size_t raw_name_len;
+    struct sg_route_result route;
+    uint16_t backend_port;
+    union sg_sockaddr backend_addr;
+
+    uv_getaddrinfo_t gai;
+    struct addrinfo *ai_list, *ai_next;
+    uv_connect_t connect_req;
+
+    /* the first write to the backend: PROXY header and the sniffed bytes */
+    uv_write_t head_req;
+    uint8_t proxy_hdr[SG_PROXY_HEADER_MAX];
+    size_t proxy_hdr_len;
+
+    struct sg_pump up;   /* client -> backend */
+    struct sg_pump down; /* backend -> client */
+    unsigned directions_done;
+
+    uv_write_t refuse_req;
+    uv_shutdown_t refuse_shutdown;
+    uint8_t alert[SG_TLS_ALERT_LEN];
+
+    uint64_t t_accept, t_routed, t_connected; /* uv_hrtime() */
+    uint64_t last_activity;                   /* uv_now(), milliseconds */
+    enum sg_outcome outcome;
+    const char *reason;   /* static text */
+    char reason_buf[96];  /* or this, for messages with values */
+};
+
+static void conn_close(struct sg_conn *c, enum sg_outcome outcome, const char *reason);
+static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reason);
+static void start_connect(struct sg_conn *c);
+static void timer_cb(uv_timer_t *t);
+
+#define CONN_OF(ptr, member) ((struct sg_conn *)((char *)(ptr)-offsetof(struct sg_conn, member)))
+
+/* ---- state and timer ---------------------------------------------------- */
+
+static uint64_t state_timeout_ms(const struct sg_conn *c, enum sg_conn_state s)
+{
+    const struct sg_timeouts *t = &c->snap->timeouts;
+    switch (s) {
+    case SG_CONN_PROXY_HEADER:
+    case SG_CONN_SNIFFING:
+        return t->sniff_ms;
+    case SG_CONN_RESOLVING:
+    case SG_CONN_CONNECTING:
+        return t->connect_ms;
+    case SG_CONN_SPLICING:
+        return t->idle_ms;
+    case SG_CONN_REFUSING:
+        return LINGER_MS;
+    default:
+        return 0;
+    }
+}
+
+/* The only writer of c->state. The timer gets the new state's meaning,
+ * except between states that share one budget (PROXY_HEADER and SNIFFING
+ * share the sniff time; RESOLVING and CONNECTING share the connect time). */
+#define conn_set_state(c, to) conn_set_state_at((c), (to), __LINE__)
+
+static void conn_set_state_at(struct sg_conn *c, enum sg_conn_state to, int line)
+{
+    enum sg_conn_state from = c->state;
+    if (to != SG_CONN_CLOSED && !(allowed[from] & BIT(to))) {
+        sg_log_err(c->env->log, "conn#%llu: bug: %s -> %s is not an allowed move (line %d)",
+                   (unsigned long long)c->id, state_names[from], state_names[to], line);
+        assert(!"state move not allowed");
+    }
+    sg_log_debug(c->env->log, "conn#%llu %s -> %s (connection.c:%d)", (unsigned long long)c->id,
+                 state_names[from], state_names[to], line);
+    c->state = to;
+    if (to == SG_CONN_CLOSED)
+        return;
+    bool same_budget =
+        (from == SG_CONN_PROXY_HEADER && to == SG_CONN_SNIFFING) ||
+        (from == SG_CONN_RESOLVING && to == SG_CONN_CONNECTING) ||
+        (from == SG_CONN_CONNECTING && to == SG_CONN_CONNECTING);
+    if (!same_budget)
+        uv_timer_start(&c->timer, timer_cb, state_timeout_ms(c, to), 0);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct sg_conn *c = CONN_OF(t, timer);
+    switch (c->state) {
+    case SG_CONN_PROXY_HEADER:
+        conn_close(c, SG_OUT_SNIFF_TIMEOUT, "no complete PROXY header in time");
+        break;
+    case SG_CONN_SNIFFING:
+        conn_close(c, SG_OUT_SNIFF_TIMEOUT,
+                   c->sniff_len ? "incomplete hello or head in time" : "client sent nothing");
+        break;
+    case SG_CONN_RESOLVING:
+    case SG_CONN_CONNECTING:
+        refuse(c, SG_OUT_CONNECT_TIMEOUT, "backend did not answer in time");
+        break;
+    case SG_CONN_SPLICING: {
+        /* Reads only record the time; the timer checks it when it fires, so
+         * the hot path never touches the timer heap. */
+        uint64_t now = uv_now(c->env->loop), idle = c->snap->timeouts.idle_ms;
+        if (now - c->last_activity >= idle)
+            conn_close(c, SG_OUT_IDLE_TIMEOUT, "no data in either direction");
+        else
+            uv_timer_start(&c->timer, timer_cb, idle - (now - c->last_activity), 0);
+        break;
+    }
+    case SG_CONN_REFUSING:
+        conn_close(c, c->outcome, c->reason);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- the end ------------------------------------------------------------ */
+
+static void format_reason(struct sg_conn *c, const char *what, int err)
+{
+    snprintf(c->reason_buf, sizeof(c->reason_buf), "%s: %s", what, uv_strerror(err));
+    c->reason = c->reason_buf;
+}
+
+static void maybe_free(struct sg_conn *c)
+{
+    if (c->open_handles > 0 || c->resolving)
+        return;
+    sg_pump_release(&c->up);
+    sg_pump_release(&c->down);
+    if (c->ai_list != NULL)
+        uv_freeaddrinfo(c->ai_list);
+    free(c->sniff);
+    free(c->http);
+    sg_snapshot_unref(c->snap);
+    free(c);
+}
+
+static void client_closed_cb(uv_handle_t *h)
+{
+    struct sg_conn *c = CONN_OF(h, client);
+    c->open_handles--;
+    maybe_free(c);
+}
+
+static void backend_closed_cb(uv_handle_t *h)
+{
+    struct sg_conn *c = CONN_OF(h, backend);
+    c->open_handles--;
+    maybe_free(c);
+}
+
+static void timer_closed_cb(uv_handle_t *h)
+{
+    struct sg_conn *c = CONN_OF(h, timer);
+    c->open_handles--;
+    maybe_free(c);
+}
+
+static void write_access_log(struct sg_conn *c)
+{
+    struct sg_logger *lg = c->env->log;
+    if (atomic_load_explicit(&lg->access_fd, memory_order_relaxed) < 0)
+        return;
+    char line[2048], now[40], addr[SG_ADDR_TEXT_MAX], backend[SG_NAME_MAX + 16];
+    struct sg_json j;
+    uint64_t end = uv_hrtime();
+    sg_log_time(now, sizeof(now));
+    sg_json_begin(&j, line, sizeof(line));
+    sg_json_cstr(&j, "time", now);
+    sg_json_u64(&j, "conn", c->id);
+    sg_json_cstr(&j, "listener", c->listener->name);
+    sg_json_cstr(&j, "protocol", sg_protocol_str(c->listener->protocol));
+    sg_sockaddr_format(&c->peer.sa, addr, sizeof(addr));
+    char *colon = strrchr(addr, ':');
+    if (colon != NULL) {
+        *colon = '\0';
+        const char *ip = addr;
+        size_t iplen = strlen(addr);
+        if (addr[0] == '[') {
+            ip++;
+            iplen -= 2;
+        }
+        sg_json_str(&j, "client", ip, iplen);
+        sg_json_u64(&j, "client_port", sg_sockaddr_port(&c->peer.sa));
+    }
+    if (c->has_via)
+        sg_json_cstr(&j, "via", sg_sockaddr_format(&c->via.sa, addr, sizeof(addr)));
+    sg_json_cstr(&j, "local", sg_sockaddr_format(&c->local.sa, addr, sizeof(addr)));
+    if (c->has_name)
+        sg_json_str(&j, "name", c->name.s, c->name.len);
+    else if (c->raw_name_len > 0)
+        sg_json_str(&j, "name", c->raw_name, c->raw_name_len);
+    else
+        sg_json_str(&j, "name", NULL, 0);
+    if (c->listener->protocol != SG_PROTO_TCP)
+        sg_json_cstr(&j, "match", sg_match_str(c->route.match));
+    sg_json_cstr(&j, "route", c->route.pattern);
+    if (c->route.backend != NULL)
+        sg_json_cstr(&j, "backend",
+                     c->t_connected
+                         ? sg_sockaddr_format(&c->backend_addr.sa, backend, sizeof(backend))
+                         : sg_backend_format(c->route.backend, c->backend_port, backend,
+                                             sizeof(backend)));
+    else
+        sg_json_str(&j, "backend", NULL, 0);
+    sg_json_u64(&j, "bytes_from_client", c->up.bytes + c->sniff_len - c->sniff_skip);
+    sg_json_u64(&j, "bytes_from_backend", c->down.bytes);
+    if (c->t_routed)
+        sg_json_ms(&j, "sniff_ms", c->t_routed - c->t_accept);
+    if (c->t_connected)
+        sg_json_ms(&j, "connect_ms", c->t_connected - c->t_routed);
+    sg_json_ms(&j, "duration_ms", end - c->t_accept);
+    sg_json_cstr(&j, "outcome", sg_outcome_str(c->outcome));
+    sg_json_cstr(&j, "reason", c->reason);
+    size_t len = sg_json_end(&j);
+    sg_log_access(lg, line, len);
+}
+
+static void account(struct sg_conn *c)
+{
+    struct sg_listener_stats *ls = c->lstats;
+    if (ls == NULL)
+        return;
+    sg_stat_sub(&ls->active, 1);
+    sg_stat_add(&ls->outcomes[c->outcome], 1);
+    sg_stat_add(&ls->bytes_from_client, c->up.bytes + c->sniff_len - c->sniff_skip);
+    sg_stat_add(&ls->bytes_from_backend, c->down.bytes);
+}
+
+/* The one door out: records the outcome, logs the connection, closes every
+ * handle and cancels what is in flight. Safe to call again. <reset> sends a
+ * TCP reset to the client instead of a FIN. */
+static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char *reason,
+                          bool reset_client)
+{
+    if (c->state == SG_CONN_CLOSED)
+        return;
+    if (c->state != SG_CONN_REFUSING || reason != c->reason) {
+        c->outcome = outcome;
+        if (reason != c->reason_buf)
+            c->reason = reason;
+    }
+    conn_set_state(c, SG_CONN_CLOSED);
+    sg_pump_stop(&c->up);
+    sg_pump_stop(&c->down);
+    write_access_log(c);
+    account(c);
+
+    struct sg_conn_env *env = c->env;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        env->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    env->nconns--;
+
+    if (c->resolving)
+        uv_cancel((uv_req_t *)&c->gai); /* the callback still comes, with UV_EAI_CANCELED */
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, timer_closed_cb);
+    if (reset_client)
+        uv_tcp_close_reset(&c->client, client_closed_cb);
+    else
+        uv_close((uv_handle_t *)&c->client, client_closed_cb);
+    if (c->backend_open)
+        uv_close((uv_handle_t *)&c->backend, backend_closed_cb);
+    if (env->nconns == 0 && env->on_empty != NULL)
+        env->on_empty(env);
+}
+
+static void conn_close(struct sg_conn *c, enum sg_outcome outcome, const char *reason)
+{
+    conn_close_ex(c, outcome, reason, false);
+}
+
+void sg_conn_close_all(struct sg_conn_env *env)
+{
+    while (env->conns != NULL)
+        conn_close_ex(env->conns, SG_OUT_STOPPED, "stopped after the drain time", true);
+}
+
+/* ---- refusals ----------------------------------------------------------- */
+
+static void linger_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct sg_conn *c = CONN_OF(s, client);
+    if (nread < 0)
+        conn_close(c, c->outcome, c->reason);
+}
+
+static void linger_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct sg_conn *c = CONN_OF(h, client);
+    *buf = c->env->read_buf; /* read and thrown away */
+}
+
+static void refuse_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    struct sg_conn *c = CONN_OF(req, refuse_shutdown);
+    if (status == UV_ECANCELED)
+        return;
+    if (status < 0)
+        conn_close(c, c->outcome, c->reason);
+}
+
+static void refuse_write_cb(uv_write_t *req, int status)
+{
+    struct sg_conn *c = CONN_OF(req, refuse_req);
+    if (status == UV_ECANCELED || c->state == SG_CONN_CLOSED)
+        return;
+    if (status < 0 ||
+        uv_shutdown(&c->refuse_shutdown, (uv_stream_t *)&c->client, refuse_shutdown_cb) < 0) {
+        conn_close(c, c->outcome, c->reason);
+        return;
+    }
+}
+
+static const char *protocol_refusal(struct sg_conn *c, enum sg_outcome outcome, size_t *len)
+{
+    if (c->listener->protocol == SG_PROTO_HTTP) {
+        enum sg_http_refusal r;
+        switch (outcome) {
+        case SG_OUT_NO_ROUTE:
+            r = SG_HTTP_421_MISDIRECTED;
+            break;
+        case SG_OUT_TOO_LARGE:
+            r = SG_HTTP_431_TOO_LARGE;
+            break;
+        case SG_OUT_CONNECT_FAILED:
+            r = SG_HTTP_502_BAD_GATEWAY;
+            break;
+        case SG_OUT_RESOLVE_FAILED:
+        case SG_OUT_OVERLOAD:
+            r = SG_HTTP_503_UNAVAILABLE;
+            break;
+        case SG_OUT_CONNECT_TIMEOUT:
+            r = SG_HTTP_504_GATEWAY_TIMEOUT;
+            break;
+        case SG_OUT_WRONG_PROTOCOL: /* a TLS hello on an HTTP port: answer in TLS */
+            *len = sg_tls_alert(SG_TLS_ALERT_HANDSHAKE_FAILURE, c->alert);
+            return (const char *)c->alert;
+        default:
+            r = SG_HTTP_400_BAD_REQUEST;
+            break;
+        }
+        return sg_http_refusal_bytes(r, len);
+    }
+    if (c->listener->protocol == SG_PROTO_TLS) {
+        uint8_t desc;
+        switch (outcome) {
+        case SG_OUT_NO_ROUTE:
+        case SG_OUT_BAD_REQUEST:
+            desc = c->has_name || c->raw_name_len ? SG_TLS_ALERT_UNRECOGNIZED_NAME
+                                                  : SG_TLS_ALERT_DECODE_ERROR;
+            break;
+        case SG_OUT_TOO_LARGE:
+            desc = SG_TLS_ALERT_HANDSHAKE_FAILURE;
+            break;
+        case SG_OUT_WRONG_PROTOCOL:
+            if (c->sniff_len > c->sniff_skip && c->sniff[c->sniff_skip] >= 'A' &&
+                c->sniff[c->sniff_skip] <= 'Z')
+                return sg_http_refusal_bytes(SG_HTTP_400_BAD_REQUEST, len);
+            *len = 0;
+            return NULL;
+        default:
+            desc = SG_TLS_ALERT_INTERNAL_ERROR;
+            break;
+        }
+        *len = sg_tls_alert(desc, c->alert);
+        return (const char *)c->alert;
+    }
+    *len = 0;
+    return NULL;
+}
+
+/* Ends the connection with a refusal the client can read: a TLS alert or an
+ * HTTP error response (none for tcp listeners). The backend, if any, is
+ * closed at once; the client side is shut down after the refusal is written
+ * and read until EOF or the linger time, so the refusal is not lost. */
+static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reason)
+{
+    if (c->state == SG_CONN_CLOSED || c->state == SG_CONN_REFUSING)
+        return;
+    c->outcome = outcome;
+    if (reason != c->reason_buf)
+        c->reason = reason;
+    size_t len = 0;
+    const char *bytes = protocol_refusal(c, outcome, &len);
+    if (bytes == NULL || len == 0) {
+        conn_close(c, outcome, c->reason);
+        return;
+    }
+    if (c->backend_open) {
+        c->backend_open = false;
+        uv_close((uv_handle_t *)&c->backend, backend_closed_cb);
+    }
+    conn_set_state(c, SG_CONN_REFUSING);
+    uv_read_stop((uv_stream_t *)&c->client);
+    uv_buf_t b = uv_buf_init((char *)bytes, (unsigned)len);
+    if (uv_write(&c->refuse_req, (uv_stream_t *)&c->client, &b, 1, refuse_write_cb) < 0 ||
+        uv_read_start((uv_stream_t *)&c->client, linger_alloc_cb, linger_read_cb) < 0)
+        conn_close(c, outcome, c->reason);
+}
+
+/* ---- splicing ----------------------------------------------------------- */
+
+static void pump_done_cb(struct sg_pump *p, int status)
+{
+    struct sg_conn *c = p->data;
+    if (c->state != SG_CONN_SPLICING)
+        return;
+    if (status == 0) {
+        if (++c->directions_done == 2)
+            conn_close(c, SG_OUT_OK, NULL);
+        return;
+    }
+    /* Which side failed: a read error belongs to <from>, a write or shutdown
+     * error to <to>. A reset is passed on as a reset, so that a truncated
+     * transfer never looks complete to the client. */
+    bool from_client = p == &c->up;
+    bool reading = !p->eof && !p->writing && status != UV_EPIPE;
+    bool client_side = reading ? from_client : !from_client;
+    format_reason(c, client_side ? "client" : "backend", status);
+    conn_close_ex(c, client_side ? SG_OUT_CLIENT_ERROR : SG_OUT_BACKEND_ERROR, c->reason_buf,
+                  !client_side);
+}
+
+static void start_splicing(struct sg_conn *c)
+{
+    conn_set_state(c, SG_CONN_SPLICING);
+    c->last_activity = uv_now(c->env->loop);
+    sg_pump_init(&c->up, (uv_stream_t *)&c->client, (uv_stream_t *)&c->backend, c->env->read_buf,
+                 pump_done_cb, c);
+    sg_pump_init(&c->down, (uv_stream_t *)&c->backend, (uv_stream_t *)&c->client,
+                 c->env->read_buf, pump_done_cb, c);
+    c->up.last_activity = &c->last_activity;
+    c->down.last_activity = &c->last_activity;
+    int err = sg_pump_start(&c->up);
+    if (err == 0)
+        err = sg_pump_start(&c->down);
+    if (err < 0) {
+        format_reason(c, "start", err);
+        conn_close(c, SG_OUT_INTERNAL, c->reason_buf);
+    }
+}
+
+static void head_write_cb(uv_write_t *req, int status)
+{
+    struct sg_conn *c = CONN_OF(req, head_req);
+    if (status == UV_ECANCELED || c->state == SG_CONN_CLOSED)
+        return;
+    if (status < 0) {
+        format_reason(c, "backend", status);
+        conn_close_ex(c, SG_OUT_BACKEND_ERROR, c->reason_buf, true);
+        return;
+    }
+    free(c->sniff); /* written: the pumps take over */
+    c->sniff = NULL;
+    c->sniff_cap = 0;
+    start_splicing(c);
+}
+
+/* ---- connecting --------------------------------------------------------- */
+
+static void connect_failed(struct sg_conn *c, enum sg_outcome outcome, const char *what, int err);
+
+static void backend_retry_closed_cb(uv_handle_t *h)
+{
+    struct sg_conn *c = CONN_OF(h, backend);
+    c->open_handles--;
+    if (c->state == SG_CONN_CLOSED)
+        maybe_free(c);
+    else
+        start_connect(c);
+}
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+    struct sg_conn *c = CONN_OF(req, connect_req);
+    if (status == UV_ECANCELED || c->state == SG_CONN_CLOSED)
+        return;
+    if (status < 0) {
+        if (c->ai_next != NULL) {
+            /* Another address of the backend's name: a failed socket cannot
+             * connect again, so close it and start afresh. */
+            c->backend_open = false;
+            uv_close((uv_handle_t *)&c->backend, backend_retry_closed_cb);
+            return;
+        }
+        connect_failed(c, SG_OUT_CONNECT_FAILED, "connect", status);
+        return;
+    }
+    c->t_connected = uv_hrtime();
+    uv_tcp_nodelay(&c->backend, 1);
+    sg_histogram_observe(&c->env->stats->connect, (c->t_connected - c->t_routed) / 1000);
+
+    if (c->route.backend->proxy_protocol != SG_PROXY_NONE) {
+        union sg_sockaddr dst = c->local;
+        c->proxy_hdr_len = sg_proxy_header_encode(
+            c->route.backend->proxy_protocol, &c->peer.sa, &dst.sa,
+            c->has_name ? c->name.s : NULL, c->has_name ? c->name.len : 0, c->proxy_hdr,
+            sizeof(c->proxy_hdr));
+    }
+    uv_buf_t bufs[2];
+    unsigned n = 0;
+    if (c->proxy_hdr_len > 0)
+        bufs[n++] = uv_buf_init((char *)c->proxy_hdr, (unsigned)c->proxy_hdr_len);
+    if (c->sniff_len > c->sniff_skip)
+        bufs[n++] = uv_buf_init((char *)c->sniff + c->sniff_skip,
+                                (unsigned)(c->sniff_len - c->sniff_skip));
+    if (n == 0) {
+        start_splicing(c);
+        return;
+    }
+    int err = uv_write(&c->head_req, (uv_stream_t *)&c->backend, bufs, n, head_write_cb);
+    if (err < 0) {
+        format_reason(c, "backend", err);
+        conn_close(c, SG_OUT_BACKEND_ERROR, c->reason_buf);
+    }
+}
+
+static void connect_failed(struct sg_conn *c, enum sg_outcome outcome, const char *what, int err)
+{
+    char backend[SG_NAME_MAX + 16];
+    snprintf(c->reason_buf, sizeof(c->reason_buf), "%s %s: %s", what,
+             sg_backend_format(c->route.backend, c->backend_port, backend, sizeof(backend)),
+             err ? uv_strerror(err) : "no address");
+    c->reason = c->reason_buf;
+    refuse(c, outcome, c->reason_buf);
+}
+
+/* Connects to c->backend_addr, or to the next resolved address. */
+static void start_connect(struct sg_conn *c)
+{
+    if (c->ai_next != NULL) {
+        memcpy(&c->backend_addr, c->ai_next->ai_addr, c->ai_next->ai_addrlen);
+        c->ai_next = c->ai_next->ai_next;
+    }
+    conn_set_state(c, SG_CONN_CONNECTING);
+    int err = uv_tcp_init(c->env->loop, &c->backend);
+    if (err < 0) {
+        connect_failed(c, SG_OUT_INTERNAL, "socket for", err);
+        return;
+    }
+    c->backend_open = true;
+    c->open_handles++;
+    err = uv_tcp_connect(&c->connect_req, &c->backend, &c->backend_addr.sa, connect_cb);
+    if (err < 0)
+        connect_failed(c, SG_OUT_CONNECT_FAILED, "connect", err);
+}
+
+static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct sg_conn *c = CONN_OF(req, gai);
+    c->resolving = false;
+    if (c->state == SG_CONN_CLOSED) {
+        if (res != NULL)
+            uv_freeaddrinfo(res);
+        maybe_free(c);
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        if (res != NULL)
+            uv_freeaddrinfo(res);
+        connect_failed(c, SG_OUT_RESOLVE_FAILED, "resolve", status);
+        return;
+    }
+    c->ai_list = c->ai_next = res;
+    start_connect(c);
+}
+
+/* Routes by c->name (or by nothing: the fallback) and starts the connect. */
+static void route(struct sg_conn *c)
+{
+    c->t_routed = uv_hrtime();
+    sg_histogram_observe(&c->env->stats->sniff, (c->t_routed - c->t_accept) / 1000);
+    if (c->listener->protocol == SG_PROTO_TCP) {
+        c->route.match = SG_MATCH_EXACT;
+        c->route.backend = &c->listener->backend;
+        c->route.pattern = NULL;
+    } else {
+        struct sg_name empty = {0};
+        sg_routes_lookup(c->snap->routes, c->has_name ? &c->name : &empty, &c->route);
+        if (c->route.match == SG_MATCH_NONE) {
+            refuse(c, SG_OUT_NO_ROUTE, c->has_name ? "no route for the name"
+                                                   : "no name and no fallback");
+            return;
+        }
+    }
+    /* Nothing more is read from the client until the backend is there:
+     * the kernel's buffers hold it, and ours stays bounded. */
+    uv_read_stop((uv_stream_t *)&c->client);
+
+    const struct sg_backend *b = c->route.backend;
+    c->backend_port = b->port ? b->port
+                      : c->listener->backend_port ? c->listener->backend_port
+                                                  : sg_sockaddr_port(&c->local.sa);
+    if (b->host == NULL) {
+        c->backend_addr = b->ip;
+        sg_sockaddr_set_port(&c->backend_addr, c->backend_port);
+        start_connect(c);
+        return;
+    }
+    char port[8];
+    snprintf(port, sizeof(port), "%u", c->backend_port);
+    struct addrinfo hints = {.ai_family = AF_INET6, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV};
+    conn_set_state(c, SG_CONN_RESOLVING);
+    int err = uv_getaddrinfo(c->env->loop, &c->gai, resolved_cb, b->host, port, &hints);
+    if (err < 0) {
+        connect_failed(c, SG_OUT_RESOLVE_FAILED, "resolve", err);
+        return;
+    }
+    c->resolving = true;
+}
+
+/* ---- sniffing ----------------------------------------------------------- */
+
+static void sniff_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct sg_conn *c = CONN_OF(h, client);
+    if (c->sniff_cap - c->sniff_len < 1024 && c->sniff_cap < c->sniff_max) {
+        size_t cap = c->sniff_cap ? c->sniff_cap * 2 : SNIFF_BUF_START;
+        if (cap > c->sniff_max)
+            cap = c->sniff_max;
+        uint8_t *n = realloc(c->sniff, cap);
+        if (n != NULL) {
+            c->sniff = n;
+            c->sniff_cap = cap;
+        }
+    }
+    /* A full buffer gives a zero-length read: UV_ENOBUFS in the read callback. */
+    *buf = uv_buf_init((char *)c->sniff + c->sniff_len, (unsigned)(c->sniff_cap - c->sniff_len));
+}
+
+static void keep_raw_name(struct sg_conn *c, const struct sg_sniffed *out)
+{
+    if (out->raw_name == NULL)
+        return;
+    c->raw_name_len = out->raw_name_len < RAW_NAME_MAX ? out->raw_name_len : RAW_NAME_MAX;
+    memcpy(c->raw_name, out->raw_name, c->raw_name_len);
+}
+
+static void sniff_verdict(struct sg_conn *c, enum sg_sniff_result r, const struct sg_sniffed *out)
+{
+    switch (r) {
+    case SG_SNIFF_NEED_MORE:
+        return;
+    case SG_SNIFF_FOUND:
+        c->has_name = true;
+        c->name = out->name;
+        route(c);
+        return;
+    case SG_SNIFF_NO_NAME:
+        route(c);
+        return;
+    case SG_SNIFF_BAD_NAME:
+        keep_raw_name(c, out);
+        refuse(c, SG_OUT_BAD_REQUEST, out->detail ? out->detail : "invalid name");
+        return;
+    case SG_SNIFF_MALFORMED:
+        keep_raw_name(c, out);
+        refuse(c, SG_OUT_BAD_REQUEST, out->detail ? out->detail : "malformed");
+        return;
+    case SG_SNIFF_TOO_LARGE:
+        refuse(c, SG_OUT_TOO_LARGE, out->detail ? out->detail : "too large");
+        return;
+    case SG_SNIFF_WRONG_PROTOCOL:
+        refuse(c, SG_OUT_WRONG_PROTOCOL, out->detail ? out->detail : "wrong protocol");
+        return;
+    }
+}
+
+static void sniff_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct sg_conn *c = CONN_OF(s, client);
+    if (nread == 0)
+        return;
+    if (nread == UV_ENOBUFS) {
+        struct sg_sniffed out = {.detail = "hello or head larger than the sniff buffer"};
+        sniff_verdict(c, SG_SNIFF_TOO_LARGE, &out);
+        return;
+    }
+    if (nread < 0) {
+        if (nread == UV_EOF)
+            conn_close(c, SG_OUT_CLIENT_GONE, "client closed before it was routed");
+        else {
+            format_reason(c, "client", (int)nread);
+            conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
+        }
+        return;
+    }
+    size_t old = c->sniff_len;
+    c->sniff_len += (size_t)nread;
+    struct sg_sniffed out = {0};
+    enum sg_sniff_result r;
+    if (c->listener->protocol == SG_PROTO_HTTP) {
+        r = sg_http_sniffer_feed(c->http, c->sniff + old, (size_t)nread, &out);
+    } else {
+        if (c->sniff_len - c->sniff_skip < c->sniff_need)
+            return;
+        r = sg_sniff_tls(c->sniff + c->sniff_skip, c->sniff_len - c->sniff_skip,
+                         c->env->tls_scratch, &out);
+        if (r == SG_SNIFF_NEED_MORE)
+            c->sniff_need = out.need;
+    }
+    sniff_verdict(c, r, &out);
+}
+
+static void start_sniffing(struct sg_conn *c)
+{
+    if (c->listener->protocol == SG_PROTO_TCP) {
+        route(c);
+        return;
+    }
+    conn_set_state(c, SG_CONN_SNIFFING);
+    if (c->listener->protocol == SG_PROTO_HTTP) {
+        c->http = malloc(sizeof(*c->http));
+        if (c->http == NULL) {
+            conn_close(c, SG_OUT_INTERNAL, "out of memory");
+            return;
+        }
+        sg_http_sniffer_init(c->http, c->snap->http_head_max);
+        /* the head, plus room for what may follow it in the same segment */
+        c->sniff_max = c->snap->http_head_max + 4096;
+    } else {
+        c->sniff_max = SG_TLS_SNIFF_MAX;
+    }
+    int err = uv_read_start((uv_stream_t *)&c->client, sniff_alloc_cb, sniff_read_cb);
+    if (err < 0) {
+        format_reason(c, "client", err);
+        conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
+    }
+}
+
+/* ---- accept ------------------------------------------------------------- */
+
+void sg_conn_accept(struct sg_conn_env *env, uv_stream_t *server,
+                    const struct sg_listener_spec *listener, struct sg_listener_stats *stats)
+{
+    struct sg_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        /* Without memory the pending connection cannot even be accepted into
+         * a handle; the listener's queue keeps it and the next attempt may
+         * succeed. */
+        sg_log_err(env->log, "accept on %s: out of memory", listener->name);
+        return;
+    }
+    c->env = env;
+    c->id = ((uint64_t)env->worker_id << 48) | ++env->next_id;
+    c->t_accept = uv_hrtime();
+    c->snap = sg_snapshot_ref(env->snap);
+    c->listener = listener;
+    c->lstats = stats;
+    c->state = SG_CONN_ACCEPTED;
+    uv_tcp_init(env->loop, &c->client);
+    uv_timer_init(env->loop, &c->timer);
+    c->open_handles = 2;
+
+    /* linked before anything can close it */
+    c->next = env->conns;
+    if (env->conns != NULL)
+        env->conns->prev = c;
+    env->conns = c;
+    env->nconns++;
+    if (stats != NULL) {
+        sg_stat_add(&stats->accepted, 1);
+        sg_stat_add(&stats->active, 1);
+    }
+
+    int err = uv_accept(server, (uv_stream_t *)&c->client);
+    int len = sizeof(c->peer);
+    if (err == 0)
+        err = uv_tcp_getpeername(&c->client, &c->peer.sa, &len);
+    len = sizeof(c->local);
+    if (err == 0)
+        err = uv_tcp_getsockname(&c->client, &c->local.sa, &len);
+    if (err < 0) {
+        format_reason(c, "accept", err);
+        conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
+        return;
+    }
+    uv_tcp_nodelay(&c->client, 1);
+    if (env->max_conns > 0 && env->nconns > env->max_conns) {
+        conn_close_ex(c, SG_OUT_OVERLOAD, "connection limit reached", true);
+        return;
+    }
+    start_sniffing(c);
+}

@@ -1,0 +1,75 @@
+#include "sixgate/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void sg_logger_init(struct sg_logger *lg, int fd)
+{
+    atomic_init(&lg->level, SG_LOG_INFO);
+    lg->fd = fd;
+    atomic_init(&lg->access_fd, -1);
+}
+
+void sg_log_time(char *buf, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+/* Writes all of <buf>; a log line is worth a retry on EINTR, nothing more. */
+static void write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+void sg_vlog(struct sg_logger *lg, enum sg_log_level level, const char *fmt, va_list ap)
+{
+    if (!sg_log_enabled(lg, level))
+        return;
+    char line[4096];
+    char now[40];
+    sg_log_time(now, sizeof(now));
+    int n = snprintf(line, sizeof(line), "%s %s: ", now, level_names[level]);
+    if (n < 0)
+        return;
+    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    if (m < 0)
+        return;
+    size_t len = (size_t)n + (size_t)m;
+    if (len > sizeof(line) - 2)
+        len = sizeof(line) - 2;
+    line[len++] = '\n';
+    write_all(lg->fd, line, len);
+}
+
+void sg_log(struct sg_logger *lg, enum sg_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sg_vlog(lg, level, fmt, ap);
+    va_end(ap);
+}
+
+void sg_log_access(struct sg_logger *lg, const char *line, size_t len)
+{
+    int fd = atomic_load_explicit(&lg->access_fd, memory_order_relaxed);
+    if (fd >= 0)
+        write_all(fd, line, len);
+}

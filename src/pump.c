@@ -1,0 +1,158 @@
+#include "sixgate/pump.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void pump_finish(struct sg_pump *p, int status)
+{
+    if (p->finished)
+        return;
+    p->finished = true;
+    if (p->reading) {
+        uv_read_stop(p->from);
+        p->reading = false;
+    }
+    p->on_done(p, status);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct sg_pump *p = h->data;
+    *buf = p->shared;
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    struct sg_pump *p = req->data;
+    if (status == UV_ECANCELED)
+        return; /* the owner is closing the stream */
+    pump_finish(p, status);
+}
+
+static void start_shutdown(struct sg_pump *p)
+{
+    p->sreq.data = p;
+    int err = uv_shutdown(&p->sreq, p->to, shutdown_cb);
+    if (err < 0)
+        pump_finish(p, err);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void write_cb(uv_write_t *req, int status)
+{
+    struct sg_pump *p = req->data;
+    p->writing = false;
+    free(p->pending);
+    p->pending = NULL;
+    if (status == UV_ECANCELED || p->finished)
+        return;
+    if (status < 0) {
+        pump_finish(p, status);
+        return;
+    }
+    if (p->eof) {
+        start_shutdown(p);
+        return;
+    }
+    int err = uv_read_start(p->from, alloc_cb, read_cb);
+    if (err < 0)
+        pump_finish(p, err);
+    else
+        p->reading = true;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sg_pump *p = s->data;
+    if (nread == 0 || p->finished)
+        return;
+    if (nread == UV_EOF) {
+        p->eof = true;
+        uv_read_stop(s);
+        p->reading = false;
+        if (!p->writing)
+            start_shutdown(p);
+        return;
+    }
+    if (nread < 0) {
+        pump_finish(p, (int)nread);
+        return;
+    }
+    p->bytes += (uint64_t)nread;
+    if (p->last_activity != NULL)
+        *p->last_activity = uv_now(s->loop);
+
+    uv_buf_t out = uv_buf_init(buf->base, (unsigned)nread);
+    int n = uv_try_write(p->to, &out, 1);
+    if (n == nread)
+        return;
+    if (n < 0 && n != UV_EAGAIN) {
+        pump_finish(p, n);
+        return;
+    }
+    /* Backpressure: keep the rest on the heap and stop reading until the
+     * receiver has taken it. */
+    size_t done = n > 0 ? (size_t)n : 0;
+    size_t rest = (size_t)nread - done;
+    p->pending = malloc(rest);
+    p->pending_len = rest;
+    if (p->pending == NULL) {
+        pump_finish(p, UV_ENOMEM);
+        return;
+    }
+    memcpy(p->pending, buf->base + done, rest);
+    out = uv_buf_init(p->pending, (unsigned)rest);
+    p->wreq.data = p;
+    int err = uv_write(&p->wreq, p->to, &out, 1, write_cb);
+    if (err < 0) {
+        free(p->pending);
+        p->pending = NULL;
+        pump_finish(p, err);
+        return;
+    }
+    p->writing = true;
+    uv_read_stop(s);
+    p->reading = false;
+}
+
+void sg_pump_init(struct sg_pump *p, uv_stream_t *from, uv_stream_t *to, uv_buf_t shared,
+                  sg_pump_done_cb on_done, void *data)
+{
+    memset(p, 0, sizeof(*p));
+    p->from = from;
+    p->to = to;
+    p->shared = shared;
+    p->on_done = on_done;
+    p->data = data;
+    from->data = p;
+}
+
+int sg_pump_start(struct sg_pump *p)
+{
+    int err = uv_read_start(p->from, alloc_cb, read_cb);
+    if (err == 0)
+        p->reading = true;
+    return err;
+}
+
+void sg_pump_stop(struct sg_pump *p)
+{
+    p->finished = true;
+    if (p->reading) {
+        uv_read_stop(p->from);
+        p->reading = false;
+    }
+}
+
+void sg_pump_release(struct sg_pump *p)
+{
+    free(p->pending);
+    p->pending = NULL;
+}
+
+size_t sg_pump_buffered(const struct sg_pump *p)
+{
+    return p->pending != NULL ? p->pending_len : 0;
+}
