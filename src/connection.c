@@ -507,6 +507,15 @@ static void pump_done_cb(struct sg_pump *p, int status)
     bool from_client = p == &c->up;
     bool reading = !p->eof && !p->writing && status != UV_EPIPE;
     bool client_side = reading ? from_client : !from_client;
+    /* A peer that already sent its EOF and then resets (it closed with our
+     * last bytes unread) has simply finished: not an error. */
+    struct sg_pump *peer_reader = client_side ? &c->up : &c->down;
+    if (!reading && peer_reader->eof &&
+        (status == UV_ENOTCONN || status == UV_EPIPE || status == UV_ECONNRESET)) {
+        if (++c->directions_done == 2)
+            conn_close(c, SG_OUT_OK, client_side ? "client closed first" : "backend closed first");
+        return;
+    }
     format_reason(c, client_side ? "client" : "backend", status);
     conn_close_ex(c, client_side ? SG_OUT_CLIENT_ERROR : SG_OUT_BACKEND_ERROR, c->reason_buf,
                   !client_side);
