@@ -768,6 +768,52 @@ static void sniff_verdict(struct sg_conn *c, enum sg_sniff_result r, const struc
     }
 }
 
+/* Runs the sniffer over the bytes from <from> to the end of the buffer. */
+static void sniff_process(struct sg_conn *c, size_t from)
+{
+    struct sg_sniffed out = {0};
+    enum sg_sniff_result r;
+    if (c->listener->protocol == SG_PROTO_HTTP) {
+        r = sg_http_sniffer_feed(c->http, c->sniff + from, c->sniff_len - from, &out);
+    } else {
+        if (c->sniff_len - c->sniff_skip < c->sniff_need)
+            return;
+        r = sg_sniff_tls(c->sniff + c->sniff_skip, c->sniff_len - c->sniff_skip,
+                         c->env->tls_scratch, &out);
+        if (r == SG_SNIFF_NEED_MORE)
+            c->sniff_need = out.need;
+    }
+    sniff_verdict(c, r, &out);
+}
+
+static void start_sniffing(struct sg_conn *c);
+
+/* A PROXY header from a trusted upstream: the addresses it carries replace
+ * the TCP peer's everywhere; what follows it is the client's stream. */
+static void proxy_header_process(struct sg_conn *c)
+{
+    struct sg_proxy_info info;
+    switch (sg_proxy_header_decode(c->sniff, c->sniff_len, &info)) {
+    case SG_PROXY_NEED_MORE:
+        if (c->sniff_len >= SG_PROXY_DECODE_MAX)
+            conn_close_ex(c, SG_OUT_PROXY_REFUSED, "PROXY header too long", true);
+        return;
+    case SG_PROXY_INVALID:
+        conn_close_ex(c, SG_OUT_PROXY_REFUSED, info.detail, true);
+        return;
+    case SG_PROXY_OK:
+        break;
+    }
+    c->sniff_skip = info.header_len;
+    if (info.has_addresses) {
+        c->via = c->peer;
+        c->has_via = true;
+        c->peer = info.src;
+        c->local = info.dst;
+    }
+    start_sniffing(c);
+}
+
 static void sniff_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
@@ -790,40 +836,72 @@ static void sniff_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     size_t old = c->sniff_len;
     c->sniff_len += (size_t)nread;
-    struct sg_sniffed out = {0};
-    enum sg_sniff_result r;
+    if (c->state == SG_CONN_PROXY_HEADER)
+        proxy_header_process(c);
+    else
+        sniff_process(c, old);
+}
+
+/* Sets the sniff buffer's limit for the listener's protocol, plus what a
+ * PROXY header in front of it may take. */
+static bool prepare_sniff_buffer(struct sg_conn *c)
+{
+    size_t max = 0;
     if (c->listener->protocol == SG_PROTO_HTTP) {
-        r = sg_http_sniffer_feed(c->http, c->sniff + old, (size_t)nread, &out);
-    } else {
-        if (c->sniff_len - c->sniff_skip < c->sniff_need)
-            return;
-        r = sg_sniff_tls(c->sniff + c->sniff_skip, c->sniff_len - c->sniff_skip,
-                         c->env->tls_scratch, &out);
-        if (r == SG_SNIFF_NEED_MORE)
-            c->sniff_need = out.need;
+        if (c->http == NULL && (c->http = malloc(sizeof(*c->http))) == NULL)
+            return false;
+        sg_http_sniffer_init(c->http, c->snap->http_head_max);
+        /* the head, plus room for what may follow it in the same segment */
+        max = c->snap->http_head_max + 4096;
+    } else if (c->listener->protocol == SG_PROTO_TLS) {
+        max = SG_TLS_SNIFF_MAX;
     }
-    sniff_verdict(c, r, &out);
+    if (c->listener->accept_proxy.n > 0)
+        max += SG_PROXY_DECODE_MAX;
+    c->sniff_max = max > SG_PROXY_DECODE_MAX ? max : SG_PROXY_DECODE_MAX;
+    return true;
 }
 
 static void start_sniffing(struct sg_conn *c)
 {
+    bool reading = c->state == SG_CONN_PROXY_HEADER;
     if (c->listener->protocol == SG_PROTO_TCP) {
         route(c);
         return;
     }
     conn_set_state(c, SG_CONN_SNIFFING);
-    if (c->listener->protocol == SG_PROTO_HTTP) {
-        c->http = malloc(sizeof(*c->http));
-        if (c->http == NULL) {
-            conn_close(c, SG_OUT_INTERNAL, "out of memory");
-            return;
-        }
-        sg_http_sniffer_init(c->http, c->snap->http_head_max);
-        /* the head, plus room for what may follow it in the same segment */
-        c->sniff_max = c->snap->http_head_max + 4096;
-    } else {
-        c->sniff_max = SG_TLS_SNIFF_MAX;
+    if (reading) {
+        /* bytes after the PROXY header may already hold the hello or head */
+        if (c->sniff_len > c->sniff_skip)
+            sniff_process(c, c->sniff_skip);
+        return;
     }
+    int err = uv_read_start((uv_stream_t *)&c->client, sniff_alloc_cb, sniff_read_cb);
+    if (err < 0) {
+        format_reason(c, "client", err);
+        conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
+    }
+}
+
+/* The first read: a PROXY header when the listener expects one from this
+ * peer, else the hello or head. */
+static void start_reading(struct sg_conn *c)
+{
+    if (!prepare_sniff_buffer(c)) {
+        conn_close(c, SG_OUT_INTERNAL, "out of memory");
+        return;
+    }
+    if (c->listener->accept_proxy.n == 0) {
+        start_sniffing(c);
+        return;
+    }
+    if (!sg_cidr_list_match(&c->listener->accept_proxy, &c->peer.sa)) {
+        conn_close_ex(c, SG_OUT_PROXY_REFUSED,
+                      "this listener takes PROXY protocol connections only from accept_proxy",
+                      true);
+        return;
+    }
+    conn_set_state(c, SG_CONN_PROXY_HEADER);
     int err = uv_read_start((uv_stream_t *)&c->client, sniff_alloc_cb, sniff_read_cb);
     if (err < 0) {
         format_reason(c, "client", err);
@@ -883,5 +961,5 @@ void sg_conn_accept(struct sg_conn_env *env, uv_stream_t *server,
         conn_close_ex(c, SG_OUT_OVERLOAD, "connection limit reached", true);
         return;
     }
-    start_sniffing(c);
+    start_reading(c);
 }
