@@ -237,6 +237,9 @@ static enum sg_sniff_result parse_server_name(struct reader ext, struct sg_sniff
     if (st != SG_NAME_OK) {
         out->name.len = 0;
         out->name.s[0] = '\0';
+        /* For the access log: points into buf or scratch, like the header says. */
+        out->raw_name = (const char *)host.p;
+        out->raw_name_len = host.left;
         return verdict(out, SG_SNIFF_BAD_NAME, sg_name_status_str(st));
     }
     return verdict(out, SG_SNIFF_FOUND, NULL);
@@ -312,6 +315,8 @@ enum sg_sniff_result sg_sniff_tls(const uint8_t *buf, size_t len, uint8_t *scrat
 
     out->name.len = 0;
     out->name.s[0] = '\0';
+    out->raw_name = NULL;
+    out->raw_name_len = 0;
     enum sg_sniff_result r = find_hello(buf, len, &span, out);
     if (r != SG_SNIFF_FOUND)
         return r;

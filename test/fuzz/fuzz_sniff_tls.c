@@ -1,7 +1,7 @@
 /* libFuzzer target for sg_sniff_tls(). Besides memory safety (ASan/UBSan),
  * it checks the promises callers rely on, and aborts when one is broken:
- *  - every verdict is a known result with a detail, and FOUND carries a name
- *    that sg_name_normalize() accepts unchanged;
+ *  - every verdict is a known result with a detail, FOUND carries a name that
+ *    sg_name_normalize() accepts unchanged, and only BAD_NAME a raw name;
  *  - NEED_MORE asks for more than it has, and never past SG_TLS_SNIFF_MAX;
  *  - no prefix shorter than <need> can end in a name verdict;
  *  - a verdict reached on a prefix is the verdict on the whole input;
@@ -44,6 +44,15 @@ static enum sg_sniff_result sniff(const uint8_t *data, size_t len, struct sg_sni
     } else {
         check(out->detail != NULL && out->detail[0] != '\0');
         check(out->name.len == 0);
+    }
+    /* the name as received, only for BAD_NAME, inside the input or the scratch */
+    if (r == SG_SNIFF_BAD_NAME) {
+        uintptr_t raw = (uintptr_t)out->raw_name, end = raw + out->raw_name_len;
+        uintptr_t in = (uintptr_t)data, scr = (uintptr_t)scratch;
+        check(out->raw_name != NULL && out->raw_name_len > 0);
+        check((raw >= in && end <= in + len) || (raw >= scr && end <= scr + sizeof(scratch)));
+    } else {
+        check(out->raw_name == NULL && out->raw_name_len == 0);
     }
     if (r == SG_SNIFF_NEED_MORE)
         check(out->need > len && out->need <= SG_TLS_SNIFF_MAX);

@@ -121,6 +121,10 @@ TEST(every_fixture_whole)
         if (strcmp(sg_sniff_result_str(r), fx->token) != 0)
             FAIL_("%s: %s (%s), expected %s", fx->file, sg_sniff_result_str(r),
                   out.detail ? out.detail : "-", fx->token);
+        /* the name as sent is kept for the log exactly when it was refused */
+        if ((r == SG_SNIFF_BAD_NAME) != (out.raw_name != NULL && out.raw_name_len > 0))
+            FAIL_("%s: raw_name %p (%zu bytes) for %s", fx->file, (const void *)out.raw_name,
+                  out.raw_name_len, fx->token);
         if (r == SG_SNIFF_FOUND) {
             if (strcmp(out.name.s, fx->name) != 0 || out.name.len != strlen(fx->name))
                 FAIL_("%s: name \"%s\", expected \"%s\"", fx->file, out.name.s, fx->name);
@@ -490,6 +494,19 @@ TEST(built_hello_names)
                   sg_name_status_str(SG_NAME_BAD_CHAR));
     CHECK_EQ(out.name.len, 0);
     CHECK_STR(out.name.s, "");
+    CHECK_EQ(out.raw_name_len, 3);
+    CHECK_MEM(out.raw_name, "a b", 3);
+    CHECK(out.raw_name > (const char *)rec_.b && out.raw_name < (const char *)rec_.b + rec_.n);
+    /* fragmented: the raw name lies in the scratch buffer */
+    frame(&rec_, &msg_, 7);
+    CHECK_EQ(sg_sniff_tls(rec_.b, rec_.n, scratch, &out), SG_SNIFF_BAD_NAME);
+    CHECK_EQ(out.raw_name_len, 3);
+    CHECK_MEM(out.raw_name, "a b", 3);
+    CHECK(out.raw_name > (const char *)scratch && out.raw_name < (const char *)scratch + msg_.n);
+    exts_.n = 0;
+    add_sni(&exts_, 0, "ok.example", 10);
+    CHECK_EQ(sniff_built(true, &out), SG_SNIFF_FOUND);
+    CHECK(out.raw_name == NULL && out.raw_name_len == 0);
     exts_.n = 0;
     add_sni(&exts_, 0, "caf\xc3\xa9.example", 13);
     CHECK_VERDICT(sniff_built(true, &out), out, SG_SNIFF_BAD_NAME,
