@@ -245,11 +245,11 @@ static bool has_prefix_nocase(const char *s, size_t len, const char *prefix)
 static bool take_authority(struct sg_http_sniffer *s)
 {
     size_t start;
-    if (has_prefix_nocase(s->url, s->url_len, "http://"))
+    if (has_prefix_nocase(s->url, s->url_len, "http://")) {
         start = 7;
-    else if (has_prefix_nocase(s->url, s->url_len, "https://"))
+    } else if (has_prefix_nocase(s->url, s->url_len, "https://")) {
         start = 8;
-    else {
+    } else {
         finish(s, SG_SNIFF_MALFORMED, "absolute-form target with a scheme other than http(s)");
         return false;
     }
@@ -257,6 +257,9 @@ static bool take_authority(struct sg_http_sniffer *s)
     size_t len = 0;
     while (start + len < s->url_len && !memchr("/?#", auth[len], 3))
         len++;
+    s->raw_in_url = true;
+    s->raw_start = start;
+    s->raw_len = len;
     if ((start + len == s->url_len && s->url_overflow) || len > SG_HTTP_AUTHORITY_MAX) {
         finish(s, SG_SNIFF_BAD_NAME, "authority: longer than 300 bytes");
         return false;
@@ -327,6 +330,9 @@ static void decide(struct sg_http_sniffer *s)
         return;
     if (has_host) {
         struct sg_name host;
+        s->raw_in_url = false;
+        s->raw_start = 0;
+        s->raw_len = s->host_len;
         if (s->host_overflow) {
             finish(s, SG_SNIFF_BAD_NAME, "Host: longer than 300 bytes");
             return;
@@ -410,6 +416,13 @@ enum sg_sniff_result sg_http_sniffer_feed(struct sg_http_sniffer *s, const uint8
     } else {
         out->name.len = 0;
         out->name.s[0] = '\0';
+    }
+    out->raw_name = NULL;
+    out->raw_name_len = 0;
+    if (s->result == SG_SNIFF_BAD_NAME) {
+        /* At most the bytes kept: a longer name is cut at the bound. */
+        out->raw_name = (s->raw_in_url ? s->url : s->host) + s->raw_start;
+        out->raw_name_len = s->raw_len;
     }
     return s->result;
 }

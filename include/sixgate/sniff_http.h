@@ -45,6 +45,10 @@ struct sg_http_sniffer {
     enum sg_sniff_result result; /* NEED_MORE until a verdict, then sticky */
     const char *detail;
     struct sg_name name; /* valid when result is FOUND */
+    /* BAD_NAME: where the refused name lies, in url (the authority) or host */
+    bool raw_in_url;
+    size_t raw_start;
+    size_t raw_len;
 };
 
 /* Prepares <s> for a new connection; <head_limit> bytes at most for the head. */
