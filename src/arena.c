@@ -21,12 +21,16 @@ void sg_arena_init(struct sg_arena *a, size_t chunk_size)
     a->total = 0;
 }
 
-void *sg_arena_alloc(struct sg_arena *a, size_t size)
+static void *arena_alloc(struct sg_arena *a, size_t size, size_t align)
 {
     if (size > SIZE_MAX - ALIGN)
         return NULL;
-    size = (size + ALIGN - 1) & ~(ALIGN - 1);
+    size = (size + align - 1) & ~(align - 1);
     struct sg_arena_chunk *c = a->head;
+    if (c != NULL && align > 1)
+        c->used = (c->used + align - 1) & ~(align - 1);
+    if (c != NULL && c->used > c->size)
+        c->used = c->size;
     if (c == NULL || c->size - c->used < size) {
         /* A large request gets a chunk of its own, behind the current one, so
          * that the space left in the current chunk is not wasted. */
@@ -51,9 +55,14 @@ void *sg_arena_alloc(struct sg_arena *a, size_t size)
     return p;
 }
 
+void *sg_arena_alloc(struct sg_arena *a, size_t size)
+{
+    return arena_alloc(a, size, ALIGN);
+}
+
 char *sg_arena_strndup(struct sg_arena *a, const char *s, size_t len)
 {
-    char *p = sg_arena_alloc(a, len + 1);
+    char *p = arena_alloc(a, len + 1, 1); /* text needs no alignment */
     if (p == NULL)
         return NULL;
     memcpy(p, s, len);

@@ -87,7 +87,9 @@ static void render_histogram(FILE *out, const char *name, const char *help,
 {
     uint64_t b[SG_HIST_BUCKETS + 1] = {0}, count = 0, sum = 0;
     for (size_t w = 0; w < n; w++) {
-        struct sg_histogram *h = which == 0 ? &ws[w]->sniff : &ws[w]->connect;
+        struct sg_histogram *h = which == 0   ? &ws[w]->sniff
+                                 : which == 1 ? &ws[w]->connect
+                                              : &ws[w]->loop_busy;
         for (size_t i = 0; i <= SG_HIST_BUCKETS; i++)
             b[i] += ld(&h->buckets[i]);
         count += ld(&h->count);
@@ -173,6 +175,10 @@ void sg_metrics_render(FILE *out, struct sg_worker_stats *const *ws, size_t n,
                      "Time from accept until the name was known.", ws, n, 0);
     render_histogram(out, "sixgate_connect_duration_seconds",
                      "Time from routing until the backend connection was up.", ws, n, 1);
+    render_histogram(out, "sixgate_loop_busy_seconds",
+                     "Time a worker's event loop spent in the callbacks of one iteration: how "
+                     "long it could not react to anything else.",
+                     ws, n, 2);
     fprintf(out,
             "# HELP sixgate_reloads_total Configuration loads, by result.\n"
             "# TYPE sixgate_reloads_total counter\n"

@@ -102,6 +102,28 @@ static void open_listener(struct sg_worker *w, const struct sg_worker_bind *b)
     w->listeners = l;
 }
 
+/* An iteration runs timers and close callbacks before it polls (check ->
+ * prepare) and I/O callbacks after (prepare -> check, less the time spent
+ * waiting in poll, which libuv measures as idle time). */
+static void lag_prepare_cb(uv_prepare_t *h)
+{
+    struct sg_worker *w = h->data;
+    w->t_prepare = uv_hrtime();
+    w->busy_before_poll = w->t_check ? w->t_prepare - w->t_check : 0;
+    w->idle_at_prepare = uv_metrics_idle_time(&w->loop);
+}
+
+static void lag_check_cb(uv_check_t *h)
+{
+    struct sg_worker *w = h->data;
+    uint64_t now = uv_hrtime();
+    uint64_t idle = uv_metrics_idle_time(&w->loop) - w->idle_at_prepare;
+    uint64_t in_poll = now - w->t_prepare;
+    uint64_t busy = w->busy_before_poll + (in_poll > idle ? in_poll - idle : 0);
+    sg_histogram_observe(&w->stats.loop_busy, busy / 1000);
+    w->t_check = now;
+}
+
 /* The loop ends once every handle is closed: the listeners and connections
  * are, or are closing; the wake handle is the last one left. */
 static void finish(struct sg_worker *w)
@@ -110,6 +132,8 @@ static void finish(struct sg_worker *w)
     if (!w->wake_closed) {
         w->wake_closed = true;
         uv_close((uv_handle_t *)&w->wake, NULL);
+        uv_close((uv_handle_t *)&w->lag_prepare, NULL);
+        uv_close((uv_handle_t *)&w->lag_check, NULL);
     }
     uv_mutex_unlock(&w->wake_lock);
 }
@@ -131,6 +155,17 @@ static void apply(struct sg_worker *w, struct sg_worker_msg *m)
 
     size_t nb = m->mode == SG_WORKER_RUN ? m->nbinds : 0;
     bool *kept = calloc(nb ? nb : 1, sizeof(bool));
+    if (kept == NULL) {
+        /* Keep the sockets as they are rather than lose them all; the next
+         * message will reconcile them. Their indexes may be stale: point
+         * every listener at a listener that exists in the new snapshot. */
+        sg_log_err(w->log, "worker %u: out of memory applying a new configuration", w->id);
+        for (struct sg_worker_listener *l = w->listeners; l != NULL; l = l->next) {
+            if (l->index >= w->env.snap->nlisteners)
+                l->index = 0;
+        }
+        goto modes;
+    }
     struct sg_worker_listener **pp = &w->listeners;
     while (*pp != NULL) {
         struct sg_worker_listener *l = *pp;
@@ -139,7 +174,7 @@ static void apply(struct sg_worker *w, struct sg_worker_msg *m)
             if (m->binds[j].bound == l->bound)
                 break;
         }
-        if (j < nb && kept != NULL) {
+        if (j < nb) {
             /* Same socket: it stays open; only its meaning may change. */
             kept[j] = true;
             l->index = m->binds[j].listener;
@@ -150,12 +185,13 @@ static void apply(struct sg_worker *w, struct sg_worker_msg *m)
             close_listener(l);
         }
     }
-    for (size_t j = 0; j < nb && kept != NULL; j++) {
+    for (size_t j = 0; j < nb; j++) {
         if (!kept[j])
             open_listener(w, &m->binds[j]);
     }
     free(kept);
 
+modes:
     if (m->mode == SG_WORKER_STOP)
         sg_conn_close_all(&w->env);
     if (m->mode != SG_WORKER_RUN && w->env.nconns == 0)
@@ -196,9 +232,18 @@ int sg_worker_start(struct sg_worker *w, unsigned id, struct sg_logger *log, siz
         goto out_free_msg;
     if ((err = uv_loop_init(&w->loop)) < 0)
         goto out_destroy_lock;
+    uv_loop_configure(&w->loop, UV_METRICS_IDLE_TIME);
     if ((err = uv_async_init(&w->loop, &w->wake, wake_cb)) < 0)
         goto out_close_loop;
     w->wake.data = w;
+    uv_prepare_init(&w->loop, &w->lag_prepare);
+    uv_check_init(&w->loop, &w->lag_check);
+    w->lag_prepare.data = w->lag_check.data = w;
+    /* unreferenced: they never keep the loop alive on their own */
+    uv_prepare_start(&w->lag_prepare, lag_prepare_cb);
+    uv_check_start(&w->lag_check, lag_check_cb);
+    uv_unref((uv_handle_t *)&w->lag_prepare);
+    uv_unref((uv_handle_t *)&w->lag_check);
     w->env.loop = &w->loop;
     w->env.log = log;
     w->env.stats = &w->stats;
@@ -219,6 +264,8 @@ out_free_buffers:
     free(w->env.tls_scratch);
     free(w->env.read_buf.base);
     uv_close((uv_handle_t *)&w->wake, NULL);
+    uv_close((uv_handle_t *)&w->lag_prepare, NULL);
+    uv_close((uv_handle_t *)&w->lag_check, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
 out_close_loop:
     uv_loop_close(&w->loop);

@@ -23,7 +23,8 @@ void sg_logger_init(struct sg_logger *lg, int fd);
  * several threads never mix. Messages longer than 4 KiB are cut. */
 void sg_log(struct sg_logger *lg, enum sg_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void sg_vlog(struct sg_logger *lg, enum sg_log_level level, const char *fmt, va_list ap);
+void sg_vlog(struct sg_logger *lg, enum sg_log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 static inline bool sg_log_enabled(struct sg_logger *lg, enum sg_log_level level)
 {

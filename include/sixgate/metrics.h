@@ -62,6 +62,7 @@ struct sg_worker_stats {
     struct sg_listener_stats *listeners[SG_STATS_MAX_LISTENERS];
     struct sg_histogram sniff;
     struct sg_histogram connect;
+    struct sg_histogram loop_busy; /* callbacks' time per loop iteration: how long it stalled */
 };
 
 /* Single-writer updates: a plain load and store, no locked instruction. */

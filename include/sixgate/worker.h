@@ -51,6 +51,9 @@ struct sg_worker {
     _Atomic(struct sg_worker_msg *) inbox;
     struct sg_conn_env env;
     struct sg_worker_stats stats;
+    uv_prepare_t lag_prepare; /* with lag_check: measure each iteration's busy time */
+    uv_check_t lag_check;
+    uint64_t t_prepare, t_check, idle_at_prepare, busy_before_poll;
     struct sg_worker_listener *listeners;
     enum sg_worker_mode mode;
     struct sg_logger *log;
