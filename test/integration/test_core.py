@@ -1,0 +1,975 @@
+"""Core integration tests: routing, refusals, the data path, timeouts, the
+access log and the command line, with real clients and backends on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import (ALERT_HANDSHAKE_FAILURE, ALERT_INTERNAL_ERROR, ALERT_UNRECOGNIZED_NAME, MiB,
+                      REPO_ROOT, HttpReader, TlsOverSocket, client_hello, connect, curl,
+                      free_port, free_ports, header, http_exchange, http_listener, http_request,
+                      json_body, main_config, payload, read_http_response, recv_all, recv_exact,
+                      routes_map, run_sixgate, s_client, scaled, tcp_listener, tls_alert,
+                      tls_client, tls_listener, trickle, wait_closed, wait_until)
+
+V4, V6 = "127.0.0.1", "::1"
+BOTH = pytest.mark.parametrize("client", [V4, V6], ids=["ipv4", "ipv6"])
+
+
+def one_access(sg, timeout=5.0, **match):
+    """The single access-log line whose fields equal <match>."""
+    def find():
+        hits = [a for a in sg.access_log() if all(a.get(k) == v for k, v in match.items())]
+        return hits if hits else None
+    hits = wait_until(find, scaled(timeout), what=f"an access log line with {match}")
+    assert len(hits) == 1, hits
+    return hits[0]
+
+
+# ---------------------------------------------------------------------------
+# TLS routing by SNI
+
+# name the client asks for -> the certificate name of the backend that must answer
+TLS_CASES = [
+    ("a.example.test", "a.example.test", "exact"),
+    ("A.Example.TEST", "a.example.test", "exact"),
+    ("x.example.test", "*.example.test", "wildcard"),
+    ("deep.example.test", "*.example.test", "wildcard"),  # *.deep... does not match deep itself
+    ("y.deep.example.test", "*.deep.example.test", "wildcard"),  # longest suffix wins
+    ("x.y.deep.example.test", "*.deep.example.test", "wildcard"),
+    ("example.test", "fallback.test", "fallback"),
+    ("other.org", "fallback.test", "fallback"),
+]
+
+
+def start_tls_routing(sixgate, backends):
+    """A tls listener (both families) over four TLS backends; returns the
+    port and {certname: backend}."""
+    names = ["a.example.test", "*.example.test", "*.deep.example.test", "fallback.test"]
+    bs = {n: backends.tls(n) for n in names}
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tls_listener("https", port)]),
+                  routes_map({"a.example.test": bs["a.example.test"].addr,
+                              "*.example.test": bs["*.example.test"].addr,
+                              "*.deep.example.test": {"backend": bs["*.deep.example.test"].addr}},
+                             fallback=bs["fallback.test"].addr))
+    return port, bs
+
+
+@BOTH
+def test_tls_routing_python_ssl(sixgate, backends, certs, client):
+    port, bs = start_tls_routing(sixgate, backends)
+    for sni, want, match in TLS_CASES:
+        r = tls_client(port, sni, host=client)
+        assert r.cn == want, (sni, r.cn)
+        assert r.san == [want]
+        status, headers, body = r.http()
+        assert status == "HTTP/1.1 200 OK"
+        d = json_body(body)
+        assert d["backend"] == want and d["sni"] == sni and d["host"] == sni
+    # the certificate verifies against the exact backend's own certificate
+    r = tls_client(port, "a.example.test", host=client, cafile=certs("a.example.test")[0])
+    assert r.json()["backend"] == "a.example.test"
+    assert r.version in ("TLSv1.2", "TLSv1.3")
+    log = sixgate.wait_access(len(TLS_CASES) + 1)
+    for (sni, want, match), a in zip(TLS_CASES, log):
+        assert a["name"] == sni.lower() and a["match"] == match and a["outcome"] == "ok"
+        assert a["backend"] == bs[want].addr
+        assert a["client"] == client
+
+
+def test_tls_routing_openssl_s_client(sixgate, backends):
+    port, bs = start_tls_routing(sixgate, backends)
+    for sni, want, _ in TLS_CASES[::2] + [TLS_CASES[5]]:
+        for client in (V4, V6):
+            r = s_client(port, sni, host=client,
+                         request=http_request(sni, extra="Connection: close"))
+            assert r["rc"] == 0, r["stderr"]
+            assert r["cn"] == want, r["stdout"][:2000]
+            assert f'"backend": "{want}"' in r["stdout"]
+            assert f'"sni": "{sni}"' in r["stdout"]
+
+
+@BOTH
+def test_tls_routing_curl(sixgate, backends, client):
+    port, bs = start_tls_routing(sixgate, backends)
+    addr = f"[{client}]" if ":" in client else client
+    for sni, want, _ in TLS_CASES:
+        if sni != sni.lower():
+            continue  # curl lower-cases the name itself
+        r = curl(f"https://{sni}:{port}/path?q=1", resolve=[f"{sni}:{port}:{addr}"])
+        assert r["rc"] == 0, r["stderr"]
+        assert r["status"] == 200
+        assert r["cert_subject"] == f"CN={want}"
+        d = json_body(r["body"])
+        assert d == {**d, "backend": want, "sni": sni, "host": f"{sni}:{port}",
+                     "target": "/path?q=1", "method": "GET"}
+    assert {a["client"] for a in sixgate.wait_access(6)} == {client}
+
+
+# ---------------------------------------------------------------------------
+# HTTP routing by Host
+
+def start_http_routing(sixgate, backends, **cfg):
+    names = ["a.example.test", "*.example.test", "fallback"]
+    bs = {n: backends.http(n) for n in names}
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)], **cfg),
+                  routes_map({"a.example.test": bs["a.example.test"].addr,
+                              "*.example.test": bs["*.example.test"].addr},
+                             fallback=bs["fallback"].addr))
+    return port, bs
+
+
+@BOTH
+def test_http_routing_curl(sixgate, backends, client):
+    port, bs = start_http_routing(sixgate, backends)
+    addr = f"[{client}]" if ":" in client else client
+    url_host = addr
+    cases = [("a.example.test", "a.example.test"), ("b.example.test", "*.example.test"),
+             ("example.test", "fallback"), ("nothing.org", "fallback")]
+    for name, want in cases:
+        # -H Host: to the address
+        r = curl(f"http://{url_host}:{port}/x", headers=[f"Host: {name}"])
+        assert r["status"] == 200, r["stderr"]
+        d = json_body(r["body"])
+        assert d["backend"] == want and d["host"] == name and d["target"] == "/x"
+        # --resolve: curl's own Host header, with the port
+        r = curl(f"http://{name}:{port}/y", resolve=[f"{name}:{port}:{addr}"])
+        assert r["status"] == 200, r["stderr"]
+        d = json_body(r["body"])
+        assert d["backend"] == want and d["host"] == f"{name}:{port}"
+    log = sixgate.wait_access(2 * len(cases))
+    assert all(a["client"] == client and a["outcome"] == "ok" for a in log)
+    assert [a["match"] for a in log] == ["exact"] * 2 + ["wildcard"] * 2 + ["fallback"] * 4
+
+
+@BOTH
+def test_http_host_forms(sixgate, backends, client):
+    """Host with a port, in upper case, with a trailing dot, and the
+    authority of an absolute-form target (which wins over Host)."""
+    port, bs = start_http_routing(sixgate, backends)
+    cases = [
+        (http_request("a.example.test:8080"), "a.example.test"),
+        (http_request("A.EXAMPLE.Test"), "a.example.test"),
+        (http_request("a.example.test."), "a.example.test"),
+        (http_request("A.Example.Test.:80"), "a.example.test"),
+        (http_request("other.test", target="http://a.example.test/abs"), "a.example.test"),
+        (http_request("a.example.test", target="http://Z.Example.Test:81/abs"), "*.example.test"),
+        (http_request(None, version="HTTP/1.0"), "fallback"),  # no name: the fallback
+    ]
+    for req, want in cases:
+        status, headers, body = http_exchange(port, req, host=client)
+        assert status == "HTTP/1.1 200 OK"
+        d = json_body(body)
+        assert d["backend"] == want, (req, d)
+    # the backend saw exactly what was sent (the head is forwarded unchanged)
+    assert bs["a.example.test"].requests[0][1] == cases[0][0]
+    assert bs["a.example.test"].requests[4][1] == cases[4][0]
+
+
+def test_http_keepalive_stays_on_first_backend(sixgate, backends):
+    """Documented: only the first request of a connection is routed; a later
+    request on the same connection goes to the same backend whatever its
+    Host says."""
+    port, bs = start_http_routing(sixgate, backends)
+    with connect(port) as s:
+        r = HttpReader(s)
+        s.sendall(http_request("a.example.test", target="/one"))
+        st1, _, b1 = r.read_response()
+        s.sendall(http_request("zzz.example.test", target="/two"))
+        st2, _, b2 = r.read_response()
+    d1, d2 = json_body(b1), json_body(b2)
+    assert st1 == st2 == "HTTP/1.1 200 OK"
+    assert d1["backend"] == d2["backend"] == "a.example.test"
+    assert (d1["conn"], d1["seq"]) == (0, 0) and (d2["conn"], d2["seq"]) == (0, 1)
+    assert d2["host"] == "zzz.example.test"
+    assert bs["*.example.test"].accepted == 0
+
+
+def test_http_pipelined_requests_same_backend(sixgate, backends):
+    port, bs = start_http_routing(sixgate, backends)
+    reqs = (http_request("b.example.test", target="/1")
+            + http_request("a.example.test", target="/2", extra="Connection: close"))
+    with connect(port) as s:
+        s.sendall(reqs)
+        r = HttpReader(s)
+        responses = [r.read_response(), r.read_response()]
+        assert recv_all(s) == b""
+    ds = [json_body(b) for _, _, b in responses]
+    assert [d["backend"] for d in ds] == ["*.example.test"] * 2
+    assert [d["target"] for d in ds] == ["/1", "/2"]
+    assert bs["a.example.test"].accepted == 0
+    assert b"".join(h for _, h in bs["*.example.test"].requests) == reqs
+
+
+# ---------------------------------------------------------------------------
+# unknown names
+
+def test_tls_unknown_name_alert(sixgate, backends):
+    b = backends.tls("known.test")
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tls_listener("https", port)]),
+                  routes_map({"known.test": b.addr}))
+    # Python ssl reports the alert
+    with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+        tls_client(port, "unknown.test")
+    # the raw record after a real ClientHello, then EOF
+    for client in (V4, V6):
+        with connect(port, client) as s:
+            s.sendall(client_hello("unknown.test"))
+            assert recv_all(s) == tls_alert(ALERT_UNRECOGNIZED_NAME)
+    # openssl s_client says so too
+    r = s_client(port, "unknown.test")
+    assert r["rc"] != 0
+    assert "unrecognized name" in (r["stderr"] + r["stdout"]).lower()
+    assert b.accepted == 0
+    log = sixgate.wait_access(4)
+    assert all(a["outcome"] == "no_route" and a["match"] == "none" and a["backend"] is None
+               and a["name"] == "unknown.test" for a in log)
+
+
+def test_http_unknown_name_421(sixgate, backends):
+    b = backends.http("known")
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)]),
+                  routes_map({"known.test": b.addr}))
+    for client in (V4, V6):
+        with connect(port, client) as s:
+            s.sendall(http_request("unknown.test"))
+            raw = recv_all(s)
+        body = b"421 Misdirected Request: no site is configured for this name\n"
+        assert raw == (b"HTTP/1.1 421 Misdirected Request\r\n"
+                       b"Content-Type: text/plain; charset=utf-8\r\n"
+                       b"Content-Length: 61\r\nConnection: close\r\n\r\n" + body)
+    r = curl(f"http://127.0.0.1:{port}/", headers=["Host: unknown.test"])
+    assert r["status"] == 421 and ("connection", "close") in r["headers"]
+    assert b.accepted == 0
+    log = sixgate.wait_access(3)
+    assert all(a["outcome"] == "no_route" for a in log)
+
+
+# ---------------------------------------------------------------------------
+# backend down, host names, connect timeout
+
+def test_backend_down(sixgate):
+    dead = f"[::1]:{free_port('::1')}"
+    ph, pt, pc = free_ports(3)
+    sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt),
+                               tcp_listener("ssh", pc, dead)]),
+                  routes_map({"down.test": dead}))
+    status, headers, body = http_exchange(ph, http_request("down.test"))
+    assert status == "HTTP/1.1 502 Bad Gateway"
+    assert header(headers, "connection") == "close"
+    assert body == b"502 Bad Gateway: the site's server could not be reached\n"
+    with connect(pt) as s:
+        s.sendall(client_hello("down.test"))
+        assert recv_all(s) == bytes.fromhex("15030300020250")
+    with connect(pc, V6) as s:
+        kind, data = wait_closed(s, scaled(5))
+        assert data == b""
+    log = sixgate.wait_access(3)
+    assert sorted(a["listener"] for a in log) == ["http", "https", "ssh"]
+    for a in log:
+        assert a["outcome"] == "connect_failed" and a["backend"] == dead, a
+        assert "connection refused" in a["reason"]
+
+
+def test_hostname_backend(sixgate, backends):
+    """A backend written as a host name is resolved (AAAA) when a client
+    connects. sixgate runs with a private /etc/hosts (localhost -> ::1)."""
+    hb = backends.http("by-name")
+    tb = backends.tls("tls.test")
+    ph, pt = free_ports(2)
+    sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt)]),
+                  routes_map({"name.test": f"localhost:{hb.port}",
+                              "tls.test": f"localhost:{tb.port}"}),
+                  hosts={"localhost": "::1"})
+    status, _, body = http_exchange(ph, http_request("name.test"))
+    assert status == "HTTP/1.1 200 OK" and json_body(body)["backend"] == "by-name"
+    r = tls_client(pt, "tls.test")
+    assert r.cn == "tls.test" and r.json()["backend"] == "tls.test"
+    log = sixgate.wait_access(2)
+    assert {a["backend"] for a in log} == {hb.addr, tb.addr}  # the address it resolved to
+    assert all(a["outcome"] == "ok" for a in log)
+
+
+def test_unresolvable_backend_503(sixgate):
+    ph, pt = free_ports(2)
+    sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt)]),
+                  routes_map({"gone.test": "nonexistent.invalid:8080"}),
+                  hosts={"localhost": "::1"})
+    status, headers, body = http_exchange(ph, http_request("gone.test"))
+    assert status == "HTTP/1.1 503 Service Unavailable"
+    assert header(headers, "connection") == "close"
+    assert body.startswith(b"503 Service Unavailable")
+    with connect(pt) as s:
+        s.sendall(client_hello("gone.test"))
+        assert recv_all(s) == tls_alert(ALERT_INTERNAL_ERROR)
+    log = sixgate.wait_access(2)
+    assert all(a["outcome"] == "resolve_failed" for a in log)
+    assert all(a["backend"] == "nonexistent.invalid:8080" for a in log)
+
+
+def test_connect_timeout_504(sixgate, backends):
+    hole = backends.blackhole()
+    if not hole.full:
+        pytest.skip("could not fill a loopback accept queue here")
+    ph, pt = free_ports(2)
+    sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt)],
+                              timeouts={"connect": "1s"}),
+                  routes_map({"slow.test": hole.addr}))
+    t0 = time.monotonic()
+    status, headers, body = http_exchange(ph, http_request("slow.test"))
+    took = time.monotonic() - t0
+    assert status == "HTTP/1.1 504 Gateway Timeout"
+    assert header(headers, "connection") == "close"
+    assert body == b"504 Gateway Timeout: the site's server did not answer in time\n"
+    assert 0.9 <= took <= scaled(3.0), took
+    with connect(pt) as s:
+        s.sendall(client_hello("slow.test"))
+        assert recv_all(s) == tls_alert(ALERT_INTERNAL_ERROR)
+    log = sixgate.wait_access(2)
+    assert all(a["outcome"] == "connect_timeout" and a["backend"] == hole.addr for a in log)
+
+
+# ---------------------------------------------------------------------------
+# the bytes: split heads, exact forwarding, half-close, bulk
+
+def test_trickled_client_hello(sixgate, backends):
+    """A ClientHello sent one byte per segment still routes, and the backend
+    gets every byte unchanged; a real handshake completes after it."""
+    raw = backends.raw()
+    tb = backends.tls("whole.test")
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tls_listener("https", port)]),
+                  routes_map({"raw.test": raw.addr, "whole.test": tb.addr}))
+    hello = client_hello("raw.test")
+    with connect(port) as s:
+        trickle(s, hello)
+        assert raw.wait_data(len(hello)) == hello
+    with connect(port, V6) as s:
+        t = TlsOverSocket(s, "whole.test")
+        trickle(s, t.hello())
+        t.finish_handshake()
+        assert t.peer_names() == ("whole.test", ["whole.test"])
+        t.send(http_request("whole.test", extra="Connection: close"))
+        resp = t.recv_all()
+    assert resp.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b'"backend": "whole.test"' in resp
+
+
+def test_trickled_http_head(sixgate, backends):
+    raw = backends.raw()
+    hb = backends.http("answer")
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)]),
+                  routes_map({"raw.test": raw.addr, "answer.test": hb.addr}))
+    req = http_request("raw.test", target="/trickle", extra="X-A: 1\r\nX-B: two")
+    with connect(port) as s:
+        trickle(s, req)
+        assert raw.wait_data(len(req)) == req
+    req2 = http_request("answer.test", target="/t2")
+    with connect(port, V6) as s:
+        trickle(s, req2)
+        status, _, body = read_http_response(s)
+    assert status == "HTTP/1.1 200 OK" and json_body(body)["target"] == "/t2"
+    assert hb.requests[0][1] == req2
+
+
+def test_first_bytes_unchanged_tls(sixgate, backends):
+    raw = backends.raw()
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tls_listener("https", port)]),
+                  routes_map({"raw.test": raw.addr}))
+    hello = client_hello("raw.test", alpn=["h2", "http/1.1"])
+    after = bytes(range(256)) * 4
+    with connect(port) as s:
+        s.sendall(hello + after)  # the hello and more, in one write
+        got = raw.wait_data(len(hello) + len(after))
+        s.shutdown(socket.SHUT_WR)
+        raw.wait_eof()
+    assert got == hello + after and bytes(raw.data[0]) == hello + after
+
+
+def test_first_bytes_unchanged_http(sixgate, backends):
+    raw = backends.raw()
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)]),
+                  routes_map({"raw.test": raw.addr}))
+    body = b"x=\x00\xff\r\n" * 100
+    req = (http_request("raw.test", method="POST", target="/p",
+                        extra=f"Content-Length: {len(body)}\r\nX-Odd:  spaced  ")
+           + body + http_request("other.test", target="/second"))
+    with connect(port, V6) as s:
+        s.sendall(req)
+        s.shutdown(socket.SHUT_WR)
+        assert raw.wait_eof() == req
+
+
+def test_half_close_client_first(sixgate, backends):
+    """The client sends a request and shuts its side; it still gets all of
+    the response, then EOF. The same through a tcp listener with an echo
+    backend that finishes echoing after the client's EOF."""
+    hb = backends.http("half")
+    echo = backends.echo()
+    ph, pc = free_ports(2)
+    sixgate.start(main_config([http_listener("http", ph), tcp_listener("echo", pc, echo.addr)]),
+                  routes_map({"half.test": hb.addr}))
+    with connect(ph) as s:
+        s.sendall(http_request("half.test", target="/half"))
+        s.shutdown(socket.SHUT_WR)
+        data = recv_all(s)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert json_body(body)["target"] == "/half"
+    assert int(re.search(rb"Content-Length: (\d+)", head).group(1)) == len(body)
+
+    sent, _ = payload(b"echo", 3 * MiB + 7)
+    with connect(pc, V6) as s:
+        def send():
+            s.sendall(sent)
+            s.shutdown(socket.SHUT_WR)
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        got = recv_all(s, timeout=30)
+        t.join(scaled(30))
+    assert got == sent
+    assert echo.received[0] == len(sent)
+    log = sixgate.wait_access(2)
+    assert all(a["outcome"] == "ok" for a in log)
+    tcp = one_access(sixgate, listener="echo")
+    assert tcp["bytes_from_client"] == tcp["bytes_from_backend"] == len(sent)
+
+
+def test_backend_closes_first(sixgate, backends):
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    raw = backends.raw(reply=reply, reply_after=b"\r\n\r\n", close_after_reply=True)
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)]),
+                  routes_map({"closer.test": raw.addr}))
+    req = http_request("closer.test")
+    with connect(port) as s:
+        s.sendall(req)
+        kind, data = wait_closed(s, scaled(5))
+        assert (kind, data) == ("eof", reply)
+        # our side is still open: the backend is gone, so writes are either
+        # taken or end in an error, but nothing hangs
+    a = one_access(sixgate, name="closer.test")
+    assert a["outcome"] == "ok" and a["bytes_from_backend"] == len(reply)
+    assert a["bytes_from_client"] == len(req)
+
+
+def _bulk(port, host, prefix: bytes, nbytes: int, hb):
+    """Sends prefix + nbytes of known data and reads to EOF; returns
+    (sha256 of what was read, its length)."""
+    data, _ = payload(b"client", nbytes)
+    with connect(port, host, timeout=120) as s:
+        err = []
+
+        def send():
+            try:
+                s.sendall(prefix)
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                err.append(e)
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        h = hashlib.sha256()
+        n = 0
+        buf = bytearray(1 << 20)
+        s.settimeout(scaled(120))
+        while True:
+            k = s.recv_into(buf)
+            if not k:
+                break
+            h.update(memoryview(buf)[:k])
+            n += k
+        t.join(scaled(120))
+        assert not err, err
+    return h.hexdigest(), n
+
+
+def test_bulk_64mib_each_way_tcp(sixgate, backends):
+    n = 64 * MiB
+    hb = backends.hash(n, seed=b"backend")
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tcp_listener("bulk", port, hb.addr)], map=None))
+    sha, got = _bulk(port, V4, b"", n, hb)
+    assert got == n and sha == hb.send_sha256
+    wait_until(lambda: hb.results.get(0, {}).get("done"), scaled(30), what="backend done")
+    assert hb.results[0]["received"] == n
+    assert hb.results[0]["sha256"] == payload(b"client", n)[1]
+    a = one_access(sixgate, listener="bulk")
+    assert (a["bytes_from_client"], a["bytes_from_backend"], a["outcome"]) == (n, n, "ok")
+
+
+def test_bulk_64mib_each_way_tls_listener(sixgate, backends):
+    """A real ClientHello routes the connection; then 64 MiB each way
+    (not TLS records: sixgate only splices bytes once routed)."""
+    n = 64 * MiB
+    hb = backends.hash(n, seed=b"tls-backend")
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tls_listener("https", port)]),
+                  routes_map({"bulk.test": hb.addr}))
+    hello = client_hello("bulk.test")
+    sha, got = _bulk(port, V6, hello, n, hb)
+    assert got == n and sha == hb.send_sha256
+    wait_until(lambda: hb.results.get(0, {}).get("done"), scaled(30), what="backend done")
+    assert hb.results[0]["received"] == len(hello) + n
+    assert hb.results[0]["sha256"] == hashlib.sha256(hello + payload(b"client", n)[0]).hexdigest()
+    a = one_access(sixgate, listener="https")
+    assert (a["bytes_from_client"], a["bytes_from_backend"]) == (len(hello) + n, n)
+
+
+def test_250_concurrent_http_clients(sixgate, backends):
+    nb, nclients = 5, 250
+    bs = [backends.http(f"site{i}") for i in range(nb)]
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)], limits={"connections": 1000}),
+                  routes_map({f"site{i}.test": b.addr for i, b in enumerate(bs)}))
+    barrier = threading.Barrier(nclients, timeout=scaled(30))
+    socks: list = [None] * nclients
+
+    def client(i):
+        s = connect(port, V4 if i % 2 else V6, timeout=60)
+        socks[i] = s
+        barrier.wait()  # every client connected before any sends
+        s.sendall(http_request(f"site{i % nb}.test", target=f"/client/{i}",
+                               extra="Connection: close"))
+        status, _, body = read_http_response(s, timeout=60)
+        s.close()
+        return status, json_body(body)
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=nclients) as ex:
+        results = list(ex.map(client, range(nclients), timeout=scaled(90)))
+    took = time.monotonic() - t0
+    for i, (status, d) in enumerate(results):
+        assert status == "HTTP/1.1 200 OK"
+        assert d["backend"] == f"site{i % nb}" and d["target"] == f"/client/{i}"
+    assert sum(b.accepted for b in bs) == nclients
+    assert took < scaled(60)
+    log = sixgate.wait_access(nclients, timeout=20)
+    assert len({a["client_port"] for a in log}) == nclients
+    assert all(a["outcome"] == "ok" for a in log)
+
+
+def test_slow_reader_backpressure(sixgate, backends):
+    """The client stops reading while the backend sends 64 MiB: sixgate
+    stops reading from the backend instead of buffering (its RSS stays
+    within 32 MiB of where it was), and every byte arrives once the client
+    reads again."""
+    n = 64 * MiB
+    hb = backends.hash(n, seed=b"slow", chunk=64 * 1024)
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tcp_listener("slow", port, hb.addr)], map=None))
+    time.sleep(0.2)
+    base = sixgate.rss_kib()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.settimeout(scaled(60))
+    s.connect((V4, port))
+    s.shutdown(socket.SHUT_WR)  # nothing to send: the backend reads EOF
+    # wait until the backend's sends stall: the buffers between are full
+    last, stable_since = -1, time.monotonic()
+    deadline = time.monotonic() + scaled(30)
+    while time.monotonic() < deadline:
+        cur = hb.sent_progress
+        if cur != last:
+            last, stable_since = cur, time.monotonic()
+        elif time.monotonic() - stable_since > 1.0:
+            break
+        time.sleep(0.05)
+    stalled_at = hb.sent_progress
+    peak = sixgate.rss_kib()
+    print(f"rss base {base} KiB, stalled {peak} KiB, backend sent {stalled_at} bytes")
+    assert stalled_at < n, "the backend sent everything: no backpressure reached it"
+    assert peak - base < 32 * 1024, (base, peak, stalled_at)
+    h = hashlib.sha256()
+    got = 0
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        h.update(chunk)
+        got += len(chunk)
+    s.close()
+    assert got == n and h.hexdigest() == hb.send_sha256
+
+
+# ---------------------------------------------------------------------------
+# timeouts
+
+def test_sniff_timeout(sixgate):
+    ph, pt = free_ports(2)
+    sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt)],
+                              timeouts={"sniff": "1s"}),
+                  routes_map({"x.test": "[::1]:9"}))
+    # a client that sends nothing
+    with connect(pt) as s:
+        t0 = time.monotonic()
+        kind, data = wait_closed(s, scaled(5))
+        took = time.monotonic() - t0
+    assert data == b"" and 0.8 <= took <= scaled(3.0), (kind, took)
+    # a client that trickles a hello, one byte per 300 ms
+    hello = client_hello("x.test")
+    with connect(pt, V6) as s:
+        t0 = time.monotonic()
+        closed = None
+        for i in range(20):  # 6 s at most
+            try:
+                s.sendall(hello[i:i + 1])
+            except OSError:
+                closed = time.monotonic() - t0
+                break
+            r, _, _ = select_readable(s, 0.3)
+            if r:
+                try:
+                    if s.recv(100) == b"":
+                        closed = time.monotonic() - t0
+                        break
+                except ConnectionResetError:
+                    closed = time.monotonic() - t0
+                    break
+        assert closed is not None and 0.8 <= closed <= scaled(3.0), closed
+    # the same for an HTTP head
+    with connect(ph) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHo")
+        t0 = time.monotonic()
+        kind, data = wait_closed(s, scaled(5))
+        assert data == b"" and time.monotonic() - t0 <= scaled(3.0)
+    log = sixgate.wait_access(3)
+    assert all(a["outcome"] == "sniff_timeout" for a in log), log
+    assert [a["bytes_from_client"] for a in log][0] == 0
+
+
+def select_readable(s, timeout):
+    import select
+    return select.select([s], [], [], timeout)
+
+
+def test_idle_timeout(sixgate, backends):
+    echo = backends.echo()
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tcp_listener("idle", port, echo.addr)],
+                              timeouts={"idle": "1s"}, map=None))
+    with connect(port) as s:
+        s.sendall(b"ping")
+        assert recv_exact(s, 4) == b"ping"
+        # traffic keeps it alive past the idle time
+        for _ in range(3):
+            time.sleep(0.5)
+            s.sendall(b"x")
+            assert recv_exact(s, 1) == b"x"
+        t0 = time.monotonic()
+        kind, data = wait_closed(s, scaled(5))
+        took = time.monotonic() - t0
+    assert data == b"" and 0.8 <= took <= scaled(3.0), (kind, took)
+    a = one_access(sixgate, listener="idle")
+    assert a["outcome"] == "idle_timeout"
+    assert a["bytes_from_client"] == a["bytes_from_backend"] == 7
+
+
+# ---------------------------------------------------------------------------
+# refusals of bad input; the process keeps serving
+
+BAD_INPUT = {
+    # id: (listener, bytes, expected reply (bytes, or a callable check), outcome)
+    "http_head_too_large": (
+        "http", http_request("ok.test", extra="X-Pad: " + "a" * 20000),
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n", "too_large"),
+    "http_malformed_head": (
+        "http", b"GET / HTTP/1.1\r\nHost ok.test\r\n\r\n", b"HTTP/1.1 400 Bad Request\r\n",
+        "bad_request"),
+    "http_space_before_colon": (
+        "http", b"GET / HTTP/1.1\r\nHost : ok.test\r\n\r\n", b"HTTP/1.1 400 Bad Request\r\n",
+        "bad_request"),
+    "http11_without_host": (
+        "http", b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", b"HTTP/1.1 400 Bad Request\r\n",
+        "bad_request"),
+    "http_two_hosts": (
+        "http", b"GET / HTTP/1.1\r\nHost: ok.test\r\nHost: other.test\r\n\r\n",
+        b"HTTP/1.1 400 Bad Request\r\n", "bad_request"),
+    "http_bad_host_name": (
+        "http", b"GET / HTTP/1.1\r\nHost: bad name.test\r\n\r\n", b"HTTP/1.1 400 Bad Request\r\n",
+        "bad_request"),
+    "plain_http_to_tls": (
+        "https", http_request("ok.test"), b"HTTP/1.1 400 Bad Request\r\n", "wrong_protocol"),
+    "tls_hello_to_http": (
+        "http", None, tls_alert(ALERT_HANDSHAKE_FAILURE), "wrong_protocol"),
+    "garbage_to_tls": (
+        "https", b"\x00\x01\x02\x03garbage\xff" * 8, None, "wrong_protocol"),
+    "tls_hello_bad_length": (
+        "https", b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", None, "bad_request"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_refusals_then_still_serving(sixgate, backends, case):
+    listener, data, expect, outcome = BAD_INPUT[case]
+    if data is None:
+        data = client_hello("ok.test")
+    hb = backends.http("ok")
+    tb = backends.tls("ok.test")
+    ph, pt = free_ports(2)
+    sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt)]),
+                  routes_map({"ok.test": hb.addr}, fallback=None))
+    port = ph if listener == "http" else pt
+    with connect(port) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        kind, reply = wait_closed(s, scaled(5))
+    if expect is None:
+        # an alert or a plain close: never anything else
+        assert reply in (b"", tls_alert(50), tls_alert(40), tls_alert(80)), reply
+    elif expect.startswith(b"HTTP/"):
+        assert reply.startswith(expect), reply[:200]
+        head = reply.partition(b"\r\n\r\n")[0]
+        assert b"\r\nConnection: close" in head
+    else:
+        assert reply == expect
+    assert hb.accepted == 0 and tb.accepted == 0
+    a = sixgate.wait_access(1)[0]
+    assert a["outcome"] == outcome, a
+    # still serving
+    status, _, body = http_exchange(ph, http_request("ok.test"))
+    assert status == "HTTP/1.1 200 OK" and json_body(body)["backend"] == "ok"
+    assert sixgate.running()
+
+
+# ---------------------------------------------------------------------------
+# tcp listener
+
+def test_tcp_listener_banner_backend(sixgate, backends):
+    banner = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+    ssh = backends.raw(greeting=banner)
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tcp_listener("ssh", port, ssh.addr)], map=None))
+    mine = b"SSH-2.0-test_client\r\n" + bytes(range(256)) * 64
+    for i, client in enumerate((V4, V6)):
+        with connect(port, client) as s:
+            assert recv_exact(s, len(banner)) == banner
+            s.sendall(mine)
+            assert ssh.wait_data(len(mine), index=i) == mine
+            local = s.getsockname()
+        a = one_access(sixgate, client_port=local[1])
+        assert a["client"] == client and a["listener"] == "ssh" and a["protocol"] == "tcp"
+        assert "match" not in a and a["route"] is None and a["name"] is None
+        assert a["backend"] == ssh.addr
+        assert (a["bytes_from_client"], a["bytes_from_backend"]) == (len(mine), len(banner))
+        assert a["outcome"] == "ok"
+
+
+# ---------------------------------------------------------------------------
+# the access log
+
+def test_access_log_fields(sixgate, backends):
+    tb = backends.tls("site.test")
+    hb = backends.http("zone")
+    ph, pt = free_ports(2)
+    sixgate.start(main_config([http_listener("web", ph), tls_listener("tls", pt)]),
+                  routes_map({"site.test": tb.addr, "*.zone.test": hb.addr}))
+    # TLS, exact, IPv4: count what went each way at the TCP level
+    with connect(pt, V4) as raw:
+        t = TlsOverSocket(raw, "site.test")
+        hello = t.hello()
+        raw.sendall(hello)
+        sent = len(hello)
+        recvd = 0
+        # drive the handshake by hand to count bytes
+        raw.settimeout(scaled(10))
+        while True:
+            try:
+                t.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                out = t.outgoing.read()
+                raw.sendall(out)
+                sent += len(out)
+                chunk = raw.recv(65536)
+                assert chunk
+                recvd += len(chunk)
+                t.incoming.write(chunk)
+        out = t.outgoing.read()
+        raw.sendall(out)
+        sent += len(out)
+        t.obj.write(http_request("site.test", extra="Connection: close"))
+        out = t.outgoing.read()
+        raw.sendall(out)
+        sent += len(out)
+        while True:
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            recvd += len(chunk)
+        local_port = raw.getsockname()[1]
+    a = one_access(sixgate, client_port=local_port)
+    assert a["listener"] == "tls" and a["protocol"] == "tls"
+    assert a["client"] == V4 and a["local"] == f"127.0.0.1:{pt}"
+    assert a["name"] == "site.test" and a["match"] == "exact" and a["route"] == "site.test"
+    assert a["backend"] == tb.addr and a["outcome"] == "ok" and a["reason"] is None
+    assert a["bytes_from_client"] == sent and a["bytes_from_backend"] == recvd
+    for k in ("sniff_ms", "connect_ms", "duration_ms"):
+        assert isinstance(a[k], (int, float)) and a[k] >= 0
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", a["time"])
+    assert isinstance(a["conn"], int)
+
+    # HTTP, wildcard, IPv6
+    req = http_request("Deep.Zone.Test.", extra="Connection: close")
+    with connect(ph, V6) as s:
+        s.sendall(req)
+        resp = recv_all(s)
+        local_port = s.getsockname()[1]
+    a = one_access(sixgate, client_port=local_port)
+    assert a["listener"] == "web" and a["protocol"] == "http"
+    assert a["client"] == V6 and a["local"] == f"[::1]:{ph}"
+    assert a["name"] == "deep.zone.test" and a["match"] == "wildcard"
+    assert a["route"] == "*.zone.test" and a["backend"] == hb.addr
+    assert a["bytes_from_client"] == len(req) and a["bytes_from_backend"] == len(resp)
+    assert a["outcome"] == "ok"
+
+    # refused: no route; an invalid name is logged as received
+    with connect(ph) as s:
+        s.sendall(http_request("nope.test"))
+        recv_all(s)
+        p1 = s.getsockname()[1]
+    a = one_access(sixgate, client_port=p1)
+    assert (a["match"], a["route"], a["backend"], a["outcome"]) == ("none", None, None, "no_route")
+    assert "sniff_ms" in a and "connect_ms" not in a
+    with connect(ph) as s:
+        s.sendall(b'GET / HTTP/1.1\r\nHost: a "b\\.test\r\n\r\n')
+        recv_all(s)
+        p2 = s.getsockname()[1]
+    a = one_access(sixgate, client_port=p2)
+    assert a["outcome"] == "bad_request" and a["name"] == 'a "b\\.test'
+    # one line per connection, every line complete
+    log = sixgate.access_log()
+    assert len(log) == 4
+    assert len({a["conn"] for a in log}) == 4
+
+
+# ---------------------------------------------------------------------------
+# the command line
+
+def test_version_and_help():
+    r = run_sixgate(["--version"])
+    assert r.returncode == 0 and re.fullmatch(r"sixgate \d+\.\d+\.\d+\n", r.stdout), r.stdout
+    r = run_sixgate(["--help"])
+    assert r.returncode == 0 and r.stdout.startswith("usage: sixgate")
+    assert "--check" in r.stdout and "--route" in r.stdout
+    r = run_sixgate(["--no-such-option"])
+    assert r.returncode != 0 and "usage:" in r.stderr
+
+
+@pytest.mark.parametrize("folder", ["config", "examples"])
+def test_check_repo_configs(folder):
+    r = run_sixgate(["--check", "-c", f"{folder}/sixgate.yaml"], cwd=REPO_ROOT)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1, r.stdout
+    assert re.match(rf"{folder}/sixgate\.yaml: ok: \d+ listeners on \d+ addresses, \d+ routes",
+                    lines[0]), lines[0]
+    assert r.stderr == ""
+
+
+def test_check_broken_map(tmp_path):
+    (tmp_path / "main.yaml").write_text(main_config([tls_listener("https", 8443)]))
+    (tmp_path / "routes.yaml").write_text(
+        "routes:\n"
+        "  ok.test: \"[::1]:1\"\n"
+        "  OK.test.: \"[::1]:2\"\n"
+        "  bad.test: \"[2001:db8::zz]:1\"\n"
+        "  \"www.*.test\": \"[::1]:3\"\n")
+    r = run_sixgate(["--check", "-c", str(tmp_path / "main.yaml")])
+    assert r.returncode == 1
+    assert r.stdout == ""
+    path = str(tmp_path / "routes.yaml")
+    want = [
+        f"{path}:3:3: duplicate route 'ok.test' (names are compared case-insensitively, "
+        "without a trailing dot)",
+        f"{path}:4:13: backend '[2001:db8::zz]:1': invalid IP address",
+        f"{path}:5:3: route 'www.*.test': '*' is only allowed as the whole first label",
+    ]
+    lines = r.stderr.splitlines()
+    assert len(lines) == len(want), r.stderr
+    for line, w in zip(lines, want):
+        # FILE:LINE:COL: message, after the program's "sixgate: " prefix
+        assert line.removeprefix("sixgate: ").startswith(w), (line, w)
+
+
+def test_route_command(tmp_path):
+    (tmp_path / "main.yaml").write_text(main_config(
+        [tls_listener("https", 8443, backend_port=443), http_listener("http", 8080)]))
+    (tmp_path / "routes.yaml").write_text(routes_map(
+        {"www.example.test": "2001:db8::10", "*.example.test": "[2001:db8::20]:8443",
+         "*.deep.example.test": "[2001:db8::30]:9000"}, fallback="[2001:db8::1]"))
+    (tmp_path / "nofb.yaml").write_text(main_config([tls_listener("https", 8443)],
+                                                    map="nofb-routes.yaml"))
+    (tmp_path / "nofb-routes.yaml").write_text(routes_map({"www.example.test": "2001:db8::10"}))
+    main = str(tmp_path / "main.yaml")
+
+    def route(name, cfg=main):
+        return run_sixgate(["--route", name, "-c", cfg])
+
+    r = route("WWW.Example.Test.")
+    assert r.returncode == 0
+    assert r.stdout.splitlines() == [
+        "www.example.test: exact route 'www.example.test'",
+        "  tls listener https (127.0.0.1:8443): [2001:db8::10]:443",
+        "  http listener http (127.0.0.1:8080): [2001:db8::10]:8080"]
+    r = route("a.deep.example.test")
+    assert r.returncode == 0
+    assert r.stdout.splitlines()[0] == ("a.deep.example.test: wildcard route "
+                                        "'*.deep.example.test' (the most specific wildcard "
+                                        "that matches)")
+    assert "[2001:db8::30]:9000" in r.stdout
+    r = route("deep.example.test")
+    assert r.returncode == 0 and "wildcard route '*.example.test'" in r.stdout
+    r = route("example.test")
+    assert r.returncode == 0
+    assert r.stdout.splitlines()[0] == "example.test: no route matches: the fallback"
+    assert "[2001:db8::1]:443" in r.stdout
+    r = route("other.test", str(tmp_path / "nofb.yaml"))
+    assert r.returncode == 1
+    assert r.stdout.startswith("other.test: refused")
+    r = route("bad name")
+    assert r.returncode == 1 and "refused" in r.stdout
+
+
+def test_port_in_use(sixgate):
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind((V4, 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        rc = sixgate.start(main_config([http_listener("http", port, hosts=(V4,))]),
+                           routes_map({"a.test": "[::1]:1"}), expect_fail=True)
+    finally:
+        busy.close()
+    assert rc != 0
+    lines = [ln for ln in sixgate.stderr_text().splitlines() if f"127.0.0.1:{port}" in ln]
+    assert len(lines) == 1, sixgate.stderr_text()
+    assert "in use" in lines[0].lower()
+    assert "started" not in sixgate.stderr_text()
+
+
+def test_missing_config_file(tmp_path):
+    missing = tmp_path / "nowhere.yaml"
+    r = run_sixgate(["-c", str(missing)])
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(missing) in lines[0], r.stderr
+    assert "No such file" in lines[0]
