@@ -137,7 +137,10 @@ static void run_size(const char *dir, unsigned n)
            (double)lookups / lt / 1e6, hits[1], hits[2], hits[3]);
     fflush(stdout);
     free(names);
+    t0 = now();
     sg_snapshot_unref(s);
+    printf("%9u routes  freeing the snapshot took %.2f ms\n", n, (now() - t0) * 1e3);
+    fflush(stdout);
 }
 
 int main(int argc, char **argv)

@@ -54,6 +54,19 @@ def echo_server():
     return ls.getsockname()[1]
 
 
+def loop_busy(port):
+    """The cumulative buckets of sixgate_loop_busy_seconds from /metrics."""
+    with socket.create_connection(("::1", port), timeout=5) as c:
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+    out = {}
+    for m in re.finditer(r'sixgate_loop_busy_seconds_bucket\{le="([^"]+)"\} (\d+)', data.decode()):
+        out[m.group(1)] = int(m.group(2))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="build/sixgate")
@@ -63,7 +76,7 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="sixgate-reload-")
     echo = echo_server()
-    port, tls_port = free_port(), free_port()
+    port, tls_port, admin = free_port(), free_port(), free_port()
     with open(f"{tmp}/sixgate.yaml", "w") as f:
         f.write(f"""listeners:
   - name: ping
@@ -74,6 +87,7 @@ def main():
     listen: "[::1]:{tls_port}"
     protocol: tls
 workers: 1
+admin: {{listen: "[::1]:{admin}"}}
 log: {{access: off}}
 reload: {{watch: false}}
 map: routes.yaml
@@ -105,6 +119,7 @@ map: routes.yaml
         th.start()
         time.sleep(2)
 
+        busy_before = loop_busy(admin)
         windows, e2e, logged = [], [], []
         for r in range(1, a.reloads + 1):
             write_map(f"{tmp}/routes.yaml", a.routes, f"v{r}")
@@ -126,6 +141,7 @@ map: routes.yaml
             m = re.findall(r"reload \(SIGHUP\): generation \d+, (\d+) routes.*loaded in ([\d.]+) ms", text)
             logged.append(float(m[-1][1]))
             time.sleep(0.5)
+        busy_after = loop_busy(admin)
         time.sleep(1)
         stop.set()
         th.join(5)
@@ -143,6 +159,12 @@ map: routes.yaml
               f"max {max(logged):.1f} ms")
         print(f"reload, SIGHUP until the new map is in use: median {statistics.median(e2e):.1f} ms, "
               f"max {max(e2e):.1f} ms")
+        delta = {le: busy_after[le] - busy_before.get(le, 0) for le in busy_after}
+        total = delta["+Inf"]
+        bound = min((float(le) for le, n in delta.items() if le != "+Inf" and n == total),
+                    default=float("inf"))
+        print(f"worker loop during the reloads: {total} iterations, the longest took at most "
+              f"{bound * 1000:g} ms (sixgate_loop_busy_seconds)")
         print(f"ping through sixgate outside reloads: {len(outside)} samples, p50 {q(outside, .5):.3f} ms, "
               f"p99 {q(outside, .99):.3f} ms, max {max(outside) * 1000:.3f} ms")
         print(f"ping through sixgate during reloads:  {len(inside)} samples, p50 {q(inside, .5):.3f} ms, "

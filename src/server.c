@@ -60,6 +60,11 @@ struct sg_server {
     bool stopping;
     uv_timer_t drain_timer;
 
+    uv_thread_t control_thread;
+    uv_async_t reaper;          /* frees snapshots released on other threads */
+    _Atomic(struct sg_snapshot *) released;
+    bool reaper_open;
+
     char *access_path; /* the open access log file, or NULL */
     struct sg_admin *admin;
 
@@ -73,6 +78,42 @@ static double now_unix(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- freeing snapshots off the workers' loops ------------------------------ */
+
+static void free_released(struct sg_server *srv)
+{
+    struct sg_snapshot *s = atomic_exchange(&srv->released, NULL);
+    while (s != NULL) {
+        struct sg_snapshot *next = s->release_next;
+        sg_snapshot_free(s);
+        s = next;
+    }
+}
+
+static void reaper_cb(uv_async_t *a)
+{
+    free_released(a->data);
+}
+
+/* The last reference to a snapshot went away. On the control thread it is
+ * freed at once; elsewhere it is pushed on a lock-free list for the control
+ * thread, so that no worker's loop spends the milliseconds a large map takes
+ * to free. */
+static void on_release(struct sg_snapshot *s, void *data)
+{
+    struct sg_server *srv = data;
+    uv_thread_t self = uv_thread_self();
+    if (uv_thread_equal(&self, &srv->control_thread) || !srv->reaper_open) {
+        sg_snapshot_free(s);
+        return;
+    }
+    struct sg_snapshot *head = atomic_load(&srv->released);
+    do {
+        s->release_next = head;
+    } while (!atomic_compare_exchange_weak(&srv->released, &head, s));
+    uv_async_send(&srv->reaper);
 }
 
 /* ---- access log --------------------------------------------------------- */
@@ -357,6 +398,8 @@ static void reload_after_cb(uv_work_t *req, int status)
         sg_snapshot_unref(job->snap);
     } else {
         struct sg_snapshot *s = job->snap;
+        s->on_release = on_release;
+        s->on_release_data = srv;
         publish(srv, s);
         sg_log_info(&srv->log,
                     "reload (%s): generation %llu, %zu routes%s, %zu listeners, map sha256 "
@@ -422,7 +465,7 @@ static void close_control_handles(struct sg_server *srv)
         (uv_handle_t *)&srv->sig_hup,  (uv_handle_t *)&srv->sig_term, (uv_handle_t *)&srv->sig_int,
         (uv_handle_t *)&srv->sig_quit, (uv_handle_t *)&srv->sig_usr1, (uv_handle_t *)&srv->watch,
         (uv_handle_t *)&srv->debounce, (uv_handle_t *)&srv->drain_timer,
-        (uv_handle_t *)&srv->worker_done,
+        (uv_handle_t *)&srv->worker_done, (uv_handle_t *)&srv->reaper,
     };
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
         if (!uv_is_closing(hs[i]))
@@ -581,6 +624,10 @@ int sg_server_run(const char *config_path, struct sg_snapshot *snap)
     srv->nworkers = worker_count(snap);
     srv->current = snap;
     snap->generation = srv->generation = 1;
+    srv->control_thread = uv_thread_self();
+    atomic_init(&srv->released, NULL);
+    snap->on_release = on_release;
+    snap->on_release_data = srv;
 
     if (uv_loop_init(&srv->loop) < 0) {
         sg_log_err(&srv->log, "cannot create the event loop");
@@ -615,6 +662,9 @@ int sg_server_run(const char *config_path, struct sg_snapshot *snap)
     srv->drain_timer.data = srv;
     uv_async_init(&srv->loop, &srv->worker_done, worker_done_cb);
     srv->worker_done.data = srv;
+    uv_async_init(&srv->loop, &srv->reaper, reaper_cb);
+    srv->reaper.data = srv;
+    srv->reaper_open = true;
     atomic_init(&srv->workers_finished, 0);
 
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
@@ -663,6 +713,8 @@ out_join:
     for (unsigned i = 0; i < srv->nworkers; i++)
         sg_worker_join(&srv->workers[i]);
     free(srv->workers);
+    srv->reaper_open = false;
+    free_released(srv);
 out_handles:
     if (status != 0) {
         close_control_handles(srv);

@@ -28,6 +28,14 @@ void sg_snapshot_unref(struct sg_snapshot *s)
     /* acq_rel: every use by this thread happens before the free by another. */
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
+    if (s->on_release != NULL)
+        s->on_release(s, s->on_release_data);
+    else
+        sg_snapshot_free(s);
+}
+
+void sg_snapshot_free(struct sg_snapshot *s)
+{
     sg_routes_free(s->routes);
     for (size_t i = 0; i < s->nlisteners; i++)
         sg_cidr_list_free(&s->listeners[i].accept_proxy);

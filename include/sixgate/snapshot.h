@@ -46,6 +46,12 @@ enum sg_log_level { SG_LOG_ERROR, SG_LOG_WARN, SG_LOG_INFO, SG_LOG_DEBUG };
 
 struct sg_snapshot {
     atomic_uint refs;
+    /* If set, called instead of freeing when the last reference goes: a map
+     * of a million routes takes milliseconds to free, which a worker's loop
+     * should not spend. The hook frees it later with sg_snapshot_free(). */
+    void (*on_release)(struct sg_snapshot *s, void *data);
+    void *on_release_data;
+    struct sg_snapshot *release_next; /* for the hook's own list */
     uint64_t generation; /* set by whoever publishes it; 0 until then */
     struct sg_arena arena; /* every string and array below */
 
@@ -81,8 +87,12 @@ struct sg_snapshot *sg_snapshot_new(void);
 /* Takes another reference; returns <s>. Any thread that holds a reference. */
 struct sg_snapshot *sg_snapshot_ref(struct sg_snapshot *s);
 
-/* Drops a reference; the last one frees the snapshot. NULL is fine. */
+/* Drops a reference; the last one frees the snapshot (or hands it to
+ * on_release). NULL is fine. */
 void sg_snapshot_unref(struct sg_snapshot *s);
+
+/* Frees a snapshot that has no reference left. */
+void sg_snapshot_free(struct sg_snapshot *s);
 
 /* The listener named <name>, or NULL. */
 const struct sg_listener_spec *sg_snapshot_listener(const struct sg_snapshot *s,
