@@ -58,7 +58,6 @@ Environment
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import ipaddress
 import json
@@ -70,6 +69,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -583,16 +583,21 @@ class RawBackend(Backend):
              bytes marker) or once that many bytes arrived (an int), or, when
              reply_after is None, on the first data;
       close_after_reply: close the connection (both directions) right after
-             the reply, without waiting for the client's EOF.
+             the reply, without waiting for the client's EOF;
+      shut_after_reply: shut down only the sending side after the reply (or
+             the greeting, when there is no reply) and go on recording;
+      reset_after_reply: end with a TCP reset (SO_LINGER 0) after the reply.
     .eof[i] is set when connection i saw EOF (or closed)."""
 
     kind = "raw"
 
     def __init__(self, host: str = "::1", port: int = 0, greeting: bytes = b"",
                  reply: bytes | None = None, reply_after=None, close_after_reply: bool = False,
-                 **kw):
+                 shut_after_reply: bool = False, reset_after_reply: bool = False, **kw):
         super().__init__(host, port, **kw)
         self.greeting = greeting
+        self.shut_after_reply = shut_after_reply
+        self.reset_after_reply = reset_after_reply
         self.reply = reply
         self.reply_after = reply_after
         self.close_after_reply = close_after_reply
@@ -615,6 +620,8 @@ class RawBackend(Backend):
             if self.greeting:
                 conn.sendall(self.greeting)
             replied = self.reply is None
+            if replied and self.greeting:
+                self._after_reply(conn)
             while True:
                 chunk = conn.recv(65536)
                 if not chunk:
@@ -623,10 +630,21 @@ class RawBackend(Backend):
                 if not replied and self._reply_due(data):
                     conn.sendall(self.reply)
                     replied = True
-                    if self.close_after_reply:
+                    if self._after_reply(conn):
                         return
         finally:
             ev.set()
+
+    def _after_reply(self, conn) -> bool:
+        """True when the connection is to end now."""
+        if self.reset_after_reply:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return True
+        if self.close_after_reply:
+            return True
+        if self.shut_after_reply:
+            conn.shutdown(socket.SHUT_WR)
+        return False
 
     def wait_data(self, nbytes: int, index: int = 0, timeout: float = 5.0) -> bytes:
         """Waits until connection <index> has received nbytes; returns them all."""
@@ -885,8 +903,11 @@ class Sixgate:
         # A private mount namespace whose /etc/hosts holds <hosts> and whose
         # nsswitch.conf resolves from files only: no DNS query leaves.
         hosts_file = self.folder / "etc-hosts"
-        hosts_file.write_text("".join(f"{ip} {name}\n" for name, ip in hosts.items())
-                              or "# empty\n")
+        lines = []
+        for name, ips in hosts.items():
+            for ip in [ips] if isinstance(ips, str) else ips:
+                lines.append(f"{ip} {name}\n")
+        hosts_file.write_text("".join(lines) or "# empty\n")
         nss = self.folder / "etc-nsswitch.conf"
         nss.write_text("hosts: files\n")
         resolv = self.folder / "etc-resolv.conf"
@@ -902,7 +923,8 @@ class Sixgate:
         """Writes main.yaml (and routes.yaml when map_yaml is given, and
         extra_files: {relative path: text or bytes}) and starts sixgate.
 
-        hosts: {name: ip} resolves names from a private /etc/hosts (see
+        hosts: {name: ip or [ip, ...]} resolves names from a private
+        /etc/hosts, in that order, and from nothing else (see
         resolver_isolation_available); the test is skipped where that is not
         possible. expect_fail: the process is expected to exit by itself;
         start() then returns its exit code. Otherwise start() returns self
@@ -1365,6 +1387,20 @@ class TlsOverSocket:
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 break
         return bytes(out)
+
+
+def reframe_hello(hello: bytes, size: int) -> bytes:
+    """The same ClientHello handshake message cut into TLS records of at
+    most <size> bytes of payload each (as a large hello arrives)."""
+    assert hello[0] == 0x16
+    n = int.from_bytes(hello[3:5], "big")
+    msg = hello[5:5 + n]
+    assert len(hello) == 5 + n, "one record expected"
+    out = bytearray()
+    for i in range(0, len(msg), size):
+        part = msg[i:i + size]
+        out += bytes([0x16]) + hello[1:3] + len(part).to_bytes(2, "big") + part
+    return bytes(out)
 
 
 def tls_alert(description: int) -> bytes:

@@ -7,6 +7,7 @@ import hashlib
 import re
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -14,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import (ALERT_HANDSHAKE_FAILURE, ALERT_INTERNAL_ERROR, ALERT_UNRECOGNIZED_NAME, MiB,
+from conftest import (ALERT_DECODE_ERROR, ALERT_HANDSHAKE_FAILURE, ALERT_INTERNAL_ERROR, ALERT_UNRECOGNIZED_NAME, MiB,
                       REPO_ROOT, HttpReader, TlsOverSocket, client_hello, connect, curl,
                       free_port, free_ports, header, http_exchange, http_listener, http_request,
                       json_body, main_config, payload, read_http_response, recv_all, recv_exact,
-                      routes_map, run_sixgate, s_client, scaled, tcp_listener, tls_alert,
+                      reframe_hello, routes_map, run_sixgate, s_client, scaled, tcp_listener, tls_alert,
                       tls_client, tls_listener, trickle, wait_closed, wait_until)
 
 V4, V6 = "127.0.0.1", "::1"
@@ -81,10 +82,11 @@ def test_tls_routing_python_ssl(sixgate, backends, certs, client):
     assert r.json()["backend"] == "a.example.test"
     assert r.version in ("TLSv1.2", "TLSv1.3")
     log = sixgate.wait_access(len(TLS_CASES) + 1)
-    for (sni, want, match), a in zip(TLS_CASES, log):
-        assert a["name"] == sni.lower() and a["match"] == match and a["outcome"] == "ok"
-        assert a["backend"] == bs[want].addr
-        assert a["client"] == client
+    seen = sorted((a["name"], a["match"], a["backend"], a["client"], a["outcome"]) for a in log)
+    want = sorted([(sni.lower(), match, bs[cert].addr, client, "ok")
+                   for sni, cert, match in TLS_CASES]
+                  + [("a.example.test", "exact", bs["a.example.test"].addr, client, "ok")])
+    assert seen == want
 
 
 def test_tls_routing_openssl_s_client(sixgate, backends):
@@ -114,6 +116,53 @@ def test_tls_routing_curl(sixgate, backends, client):
         assert d == {**d, "backend": want, "sni": sni, "host": f"{sni}:{port}",
                      "target": "/path?q=1", "method": "GET"}
     assert {a["client"] for a in sixgate.wait_access(6)} == {client}
+
+
+def test_tls_without_sni(sixgate, backends, make_sixgate):
+    """A ClientHello without SNI has no name: the fallback takes it; without
+    a fallback it is refused with a fatal alert."""
+    fb = backends.tls("fallback.test")
+    named = backends.tls("named.test")
+    p1, p2 = free_ports(2)
+    sixgate.start(main_config([tls_listener("https", p1)]),
+                  routes_map({"named.test": named.addr}, fallback=fb.addr))
+    r = tls_client(p1, None, request=http_request("x", extra="Connection: close"))
+    assert r.cn == "fallback.test" and r.json()["sni"] is None
+    a = sixgate.wait_access(1)[0]
+    assert (a["name"], a["match"], a["backend"]) == (None, "fallback", fb.addr)
+
+    other = make_sixgate()
+    other.start(main_config([tls_listener("https", p2)]), routes_map({"named.test": named.addr}))
+    with connect(p2) as s:
+        s.sendall(client_hello(None))
+        reply = recv_all(s)
+    assert len(reply) == 7 and reply[:6] == bytes.fromhex("150303000202"), reply
+    a = other.wait_access(1)[0]
+    assert (a["outcome"], a["match"]) == ("no_route", "none")
+    assert named.accepted == 0
+
+
+@pytest.mark.parametrize("size", [1, 64, 512])
+def test_tls_fragmented_hello(sixgate, backends, size):
+    """One ClientHello message spread over many TLS records (as large
+    post-quantum hellos arrive) routes, and the TLS handshake then completes
+    with the backend, which receives the records unchanged."""
+    tb = backends.tls("frag.test")
+    raw = backends.raw()
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tls_listener("https", port)]),
+                  routes_map({"frag.test": tb.addr, "raw.test": raw.addr}))
+    with connect(port, V6) as s:
+        t = TlsOverSocket(s, "frag.test")
+        s.sendall(reframe_hello(t.hello(), size))
+        t.finish_handshake()
+        assert t.peer_names()[0] == "frag.test"
+        t.send(http_request("frag.test", extra="Connection: close"))
+        assert b'"sni": "frag.test"' in t.recv_all()
+    framed = reframe_hello(client_hello("raw.test"), size)
+    with connect(port) as s:
+        s.sendall(framed)
+        assert raw.wait_data(len(framed)) == framed
 
 
 # ---------------------------------------------------------------------------
@@ -175,6 +224,33 @@ def test_http_host_forms(sixgate, backends, client):
     # the backend saw exactly what was sent (the head is forwarded unchanged)
     assert bs["a.example.test"].requests[0][1] == cases[0][0]
     assert bs["a.example.test"].requests[4][1] == cases[4][0]
+
+
+def test_backend_port_forms(sixgate, backends):
+    """Backends written without a port get the listener's backend_port, or
+    else the port the client connected to; an IPv4 backend works too."""
+    p_http, p_tls, p_bp, p_v4 = free_ports(4, hosts=("127.0.0.1", "::1"))
+    own = backends.http("own-port", port=p_http)          # [::1]:<listener port>
+    tls_own = backends.tls("tls.test", port=p_tls)
+    bp = backends.http("backend-port", port=p_bp)         # [::1]:<backend_port>
+    v4 = backends.http("ipv4", host=V4)
+    port_h2 = free_ports(1)[0]
+    sixgate.start(main_config([
+        http_listener("http", p_http, hosts=(V4,)),
+        tls_listener("https", p_tls, hosts=(V4,)),
+        http_listener("http-alt", port_h2, backend_port=p_bp)]),
+        routes_map({"site.test": "::1", "tls.test": "[::1]", "v4.test": v4.addr}))
+    st, _, body = http_exchange(p_http, http_request("site.test"))
+    assert json_body(body)["backend"] == "own-port"
+    assert tls_client(p_tls, "tls.test").cn == "tls.test"
+    st, _, body = http_exchange(port_h2, http_request("site.test"), host=V6)
+    assert json_body(body)["backend"] == "backend-port"
+    st, _, body = http_exchange(port_h2, http_request("v4.test"))
+    d = json_body(body)
+    assert d["backend"] == "ipv4" and d["client"] == "127.0.0.1"
+    log = sixgate.wait_access(4)
+    assert sorted(a["backend"] for a in log) == sorted(
+        [f"[::1]:{p_http}", f"[::1]:{p_tls}", f"[::1]:{p_bp}", f"127.0.0.1:{v4.port}"])
 
 
 def test_http_keepalive_stays_on_first_backend(sixgate, backends):
@@ -265,7 +341,7 @@ def test_backend_down(sixgate):
     dead = f"[::1]:{free_port('::1')}"
     ph, pt, pc = free_ports(3)
     sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt),
-                               tcp_listener("ssh", pc, dead)]),
+                               tcp_listener("ssh", pc, dead)], access="stderr"),
                   routes_map({"down.test": dead}))
     status, headers, body = http_exchange(ph, http_request("down.test"))
     assert status == "HTTP/1.1 502 Bad Gateway"
@@ -303,6 +379,21 @@ def test_hostname_backend(sixgate, backends):
     assert all(a["outcome"] == "ok" for a in log)
 
 
+def test_hostname_backend_tries_every_address(sixgate, backends):
+    """A name with two addresses: the first refuses, the second answers.
+    (::1 sorts first; the backend listens on ::ffff:127.0.0.1 only.)"""
+    port = free_ports(1)[0]
+    hb = backends.http("second-address", host=V4, port=port)
+    ph = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", ph)]),
+                  routes_map({"multi.test": f"multi.test:{port}"}),
+                  hosts={"multi.test": ["::1", "::ffff:127.0.0.1"]})
+    status, _, body = http_exchange(ph, http_request("multi.test"))
+    assert status == "HTTP/1.1 200 OK" and json_body(body)["backend"] == "second-address"
+    a = sixgate.wait_access(1)[0]
+    assert a["outcome"] == "ok" and a["backend"] == f"[::ffff:127.0.0.1]:{port}"
+
+
 def test_unresolvable_backend_503(sixgate):
     ph, pt = free_ports(2)
     sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt)]),
@@ -324,8 +415,9 @@ def test_connect_timeout_504(sixgate, backends):
     hole = backends.blackhole()
     if not hole.full:
         pytest.skip("could not fill a loopback accept queue here")
-    ph, pt = free_ports(2)
-    sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt)],
+    ph, pt, pc = free_ports(3)
+    sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt),
+                               tcp_listener("tcp", pc, hole.addr)],
                               timeouts={"connect": "1s"}),
                   routes_map({"slow.test": hole.addr}))
     t0 = time.monotonic()
@@ -338,7 +430,11 @@ def test_connect_timeout_504(sixgate, backends):
     with connect(pt) as s:
         s.sendall(client_hello("slow.test"))
         assert recv_all(s) == tls_alert(ALERT_INTERNAL_ERROR)
-    log = sixgate.wait_access(2)
+    with connect(pc, V6) as s:
+        t0 = time.monotonic()
+        kind, data = wait_closed(s, scaled(5))
+        assert data == b"" and 0.9 <= time.monotonic() - t0 <= scaled(3.0)
+    log = sixgate.wait_access(3)
     assert all(a["outcome"] == "connect_timeout" and a["backend"] == hole.addr for a in log)
 
 
@@ -469,6 +565,56 @@ def test_backend_closes_first(sixgate, backends):
     assert a["bytes_from_client"] == len(req)
 
 
+def test_backend_half_closes_first(sixgate, backends):
+    """The backend sends its banner and shuts its sending side, but goes on
+    reading: the client gets the banner and EOF, and what it sends after
+    that still reaches the backend."""
+    raw = backends.raw(greeting=b"220 ready\r\n", shut_after_reply=True)
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tcp_listener("tcp", port, raw.addr)], map=None))
+    with connect(port) as s:
+        assert recv_all(s) == b"220 ready\r\n"  # EOF after the banner
+        late = b"sent after the backend's EOF" * 1000
+        s.sendall(late)
+        s.shutdown(socket.SHUT_WR)
+        assert raw.wait_eof() == late
+    a = one_access(sixgate, listener="tcp")
+    assert a["outcome"] == "ok" and a["bytes_from_client"] == len(late)
+
+
+def test_backend_reset_is_passed_on(sixgate, backends):
+    """A backend that resets after part of a response: the client sees a
+    reset, never a clean EOF that would make the truncated data look whole."""
+    part = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial"
+    raw = backends.raw(reply=part, reply_after=b"\r\n\r\n", reset_after_reply=True)
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)]),
+                  routes_map({"reset.test": raw.addr}))
+    with connect(port) as s:
+        s.sendall(http_request("reset.test"))
+        kind, data = wait_closed(s, scaled(5))
+    assert kind == "reset", (kind, data)
+    assert part.startswith(data)
+    a = one_access(sixgate, name="reset.test")
+    assert a["outcome"] == "backend_error", a
+
+
+def test_client_reset_is_logged(sixgate, backends):
+    echo = backends.echo()
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tcp_listener("tcp", port, echo.addr)], map=None))
+    s = connect(port)
+    s.sendall(b"abc")
+    assert recv_exact(s, 3) == b"abc"
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    a = one_access(sixgate, listener="tcp")
+    assert a["outcome"] == "client_error", a
+    assert a["bytes_from_client"] == a["bytes_from_backend"] == 3
+    wait_until(lambda: echo.accepted == 1 and not echo._conns, scaled(5),
+               what="the backend connection to end")
+
+
 def _bulk(port, host, prefix: bytes, nbytes: int, hb):
     """Sends prefix + nbytes of known data and reads to EOF; returns
     (sha256 of what was read, its length)."""
@@ -536,7 +682,8 @@ def test_250_concurrent_http_clients(sixgate, backends):
     nb, nclients = 5, 250
     bs = [backends.http(f"site{i}") for i in range(nb)]
     port = free_ports(1)[0]
-    sixgate.start(main_config([http_listener("http", port)], limits={"connections": 1000}),
+    sixgate.start(main_config([http_listener("http", port)], workers=2,
+                              limits={"connections": 1000}),
                   routes_map({f"site{i}.test": b.addr for i, b in enumerate(bs)}))
     barrier = threading.Barrier(nclients, timeout=scaled(30))
     socks: list = [None] * nclients
@@ -710,6 +857,17 @@ BAD_INPUT = {
         "http", None, tls_alert(ALERT_HANDSHAKE_FAILURE), "wrong_protocol"),
     "garbage_to_tls": (
         "https", b"\x00\x01\x02\x03garbage\xff" * 8, None, "wrong_protocol"),
+    "http2_preface": (
+        "http", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"HTTP/1.1 400 Bad Request\r\n",
+        "bad_request"),
+    "http_connect": (
+        "http", b"CONNECT ok.test:443 HTTP/1.1\r\nHost: ok.test:443\r\n\r\n",
+        b"HTTP/1.1 400 Bad Request\r\n", "bad_request"),
+    "http_bare_lf": (
+        "http", b"GET / HTTP/1.1\nHost: ok.test\n\n", b"HTTP/1.1 400 Bad Request\r\n",
+        "bad_request"),
+    "tls_bad_sni": (
+        "https", None, tls_alert(ALERT_UNRECOGNIZED_NAME), "bad_request"),
     "tls_hello_bad_length": (
         "https", b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", None, "bad_request"),
 }
@@ -719,7 +877,7 @@ BAD_INPUT = {
 def test_refusals_then_still_serving(sixgate, backends, case):
     listener, data, expect, outcome = BAD_INPUT[case]
     if data is None:
-        data = client_hello("ok.test")
+        data = client_hello("bad!name.test" if listener == "https" else "ok.test")
     hb = backends.http("ok")
     tb = backends.tls("ok.test")
     ph, pt = free_ports(2)
@@ -859,6 +1017,17 @@ def test_access_log_fields(sixgate, backends):
     log = sixgate.access_log()
     assert len(log) == 4
     assert len({a["conn"] for a in log}) == 4
+    assert "\"conn\"" not in sixgate.stderr_text()  # the access log went to the file only
+
+
+def test_access_log_off(sixgate, backends):
+    hb = backends.http("quiet")
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)], access="off"),
+                  routes_map({"q.test": hb.addr}))
+    assert http_exchange(port, http_request("q.test"))[0] == "HTTP/1.1 200 OK"
+    time.sleep(0.3)
+    assert sixgate.access_log() == [] and not sixgate.access_path.exists()
 
 
 # ---------------------------------------------------------------------------
