@@ -649,7 +649,8 @@ static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct sg_conn *c = CONN_OF(req, gai);
     c->resolving = false;
-    if (c->state == SG_CONN_CLOSED) {
+    /* Closed, or refused meanwhile (the connect time ran out): too late. */
+    if (c->state != SG_CONN_RESOLVING) {
         if (res != NULL)
             uv_freeaddrinfo(res);
         maybe_free(c);

@@ -690,6 +690,70 @@ class BlackholeBackend:
         self.sock.close()
 
 
+class SlowDns:
+    """A DNS server on 127.0.0.1:53 (UDP) that answers AAAA queries for the
+    names in <answers> ({name: IPv6 address}) after <delay> seconds, and
+    every other query with NXDOMAIN after the same delay. For sixgate started
+    with Sixgate.start(dns=True), whose private resolv.conf points here.
+    .queries lists (name, qtype) as they arrive."""
+
+    def __init__(self, answers: dict[str, str], delay: float = 0.0):
+        self.answers = {k.lower().rstrip("."): v for k, v in answers.items()}
+        self.delay = delay
+        self.queries: list[tuple[str, int]] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 53))  # OSError when not root or taken
+        self.sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="slow-dns")
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                q, peer = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = threading.Timer(self.delay, self._answer, args=(q, peer))
+            t.daemon = True
+            t.start()
+
+    def _answer(self, q: bytes, peer):
+        if self._stop.is_set() or len(q) < 12:
+            return
+        labels, i = [], 12
+        while i < len(q) and q[i] != 0:
+            labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+            i += 1 + q[i]
+        question = q[12:i + 5]
+        qtype = int.from_bytes(q[i + 1:i + 3], "big")
+        name = ".".join(labels).lower()
+        self.queries.append((name, qtype))
+        ip = self.answers.get(name)
+        flags = 0x8180 if ip else 0x8183  # response, RD, RA; rcode 0 or NXDOMAIN
+        ancount = 1 if ip and qtype == 28 else 0
+        out = q[:2] + flags.to_bytes(2, "big") + (1).to_bytes(2, "big") + \
+            ancount.to_bytes(2, "big") + bytes(4) + question
+        if ancount:
+            out += (b"\xc0\x0c" + (28).to_bytes(2, "big") + (1).to_bytes(2, "big")
+                    + (30).to_bytes(4, "big") + (16).to_bytes(2, "big")
+                    + socket.inet_pton(socket.AF_INET6, ip))
+        try:
+            self.sock.sendto(out, peer)
+        except OSError:
+            pass
+
+    def stop(self):
+        self._stop.set()
+        self.sock.close()
+        self._thread.join(timeout=2)
+
+
 class BackendPool:
     """The ``backends`` fixture: makes backends and stops them all at teardown."""
 
@@ -719,6 +783,14 @@ class BackendPool:
 
     def blackhole(self, host: str = "::1") -> BlackholeBackend:
         return self.add(BlackholeBackend(host))
+
+    def slow_dns(self, answers: dict[str, str], delay: float = 0.0) -> SlowDns:
+        """A SlowDns on 127.0.0.1:53; the test is skipped if it cannot bind."""
+        try:
+            d = SlowDns(answers, delay)
+        except OSError as e:
+            pytest.skip(f"cannot serve DNS on 127.0.0.1:53: {e}")
+        return self.add(d)
 
     def stop_all(self):
         for b in reversed(self.all):
@@ -895,7 +967,7 @@ class Sixgate:
             else:
                 p.write_text(content)
 
-    def command(self, args=None, hosts: dict | None = None) -> list[str]:
+    def command(self, args=None, hosts: dict | None = None, dns: bool = False) -> list[str]:
         cmd = WRAP + [sixgate_bin()] + (list(args) if args is not None
                                         else ["-c", str(self.main_path)])
         if hosts is None:
@@ -909,33 +981,36 @@ class Sixgate:
                 lines.append(f"{ip} {name}\n")
         hosts_file.write_text("".join(lines) or "# empty\n")
         nss = self.folder / "etc-nsswitch.conf"
-        nss.write_text("hosts: files\n")
+        nss.write_text("hosts: files dns\n" if dns else "hosts: files\n")
         resolv = self.folder / "etc-resolv.conf"
-        resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        resolv.write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:1\n")
         script = ("mount --bind \"$1\" /etc/hosts && mount --bind \"$2\" /etc/nsswitch.conf && "
                   "mount --bind \"$3\" /etc/resolv.conf && shift 3 && exec \"$@\"")
         return ["unshare", "--mount", "--", "sh", "-c", script, "sh",
                 str(hosts_file), str(nss), str(resolv)] + cmd
 
     def start(self, main_yaml: str, map_yaml: str | None = None, extra_files=None,
-              expect_fail: bool = False, hosts: dict | None = None, args=None,
-              timeout: float = 10.0):
+              expect_fail: bool = False, hosts: dict | None = None, dns: bool = False,
+              args=None, timeout: float = 10.0):
         """Writes main.yaml (and routes.yaml when map_yaml is given, and
         extra_files: {relative path: text or bytes}) and starts sixgate.
 
         hosts: {name: ip or [ip, ...]} resolves names from a private
         /etc/hosts, in that order, and from nothing else (see
         resolver_isolation_available); the test is skipped where that is not
-        possible. expect_fail: the process is expected to exit by itself;
+        possible. dns: names not in <hosts> are then asked of a DNS server on
+        127.0.0.1:53 (see SlowDns), never of another address. expect_fail: the process is expected to exit by itself;
         start() then returns its exit code. Otherwise start() returns self
         once "started" is logged, and raises if the process exits first."""
         if self.proc is not None:
             raise RuntimeError("this Sixgate was started already")
+        if dns and hosts is None:
+            hosts = {}
         if hosts is not None and not resolver_isolation_available():
             pytest.skip("needs root and unshare(1) to give sixgate a private /etc/hosts")
         self.write_files(main_yaml, map_yaml, extra_files)
         self.logf = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.command(args, hosts), cwd=self.folder,
+        self.proc = subprocess.Popen(self.command(args, hosts, dns), cwd=self.folder,
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, env=CLEAN_ENV)
         deadline = time.monotonic() + scaled(timeout)

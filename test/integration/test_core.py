@@ -411,6 +411,92 @@ def test_unresolvable_backend_503(sixgate):
     assert all(a["backend"] == "nonexistent.invalid:8080" for a in log)
 
 
+def test_resolution_does_not_block(sixgate, backends):
+    """A name that takes 1 s to resolve (a DNS server on 127.0.0.1:53)
+    reaches its backend; meanwhile other connections are served at once."""
+    hb = backends.http("slow-name")
+    fast = backends.http("fast")
+    dns = backends.slow_dns({"slow.backend.test": "::1"}, delay=1.0)
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)]),
+                  routes_map({"slow.test": f"slow.backend.test:{hb.port}", "fast.test": fast.addr}),
+                  dns=True)
+    result = {}
+
+    def slow():
+        t0 = time.monotonic()
+        result["slow"] = http_exchange(port, http_request("slow.test"))
+        result["slow_s"] = time.monotonic() - t0
+    t = threading.Thread(target=slow, daemon=True)
+    t.start()
+    wait_until(lambda: dns.queries, scaled(5), what="the DNS query")
+    t0 = time.monotonic()
+    st, _, body = http_exchange(port, http_request("fast.test"))
+    assert json_body(body)["backend"] == "fast" and time.monotonic() - t0 < 0.5
+    t.join(scaled(10))
+    assert json_body(result["slow"][2])["backend"] == "slow-name"
+    assert result["slow_s"] >= 0.9
+    assert ("slow.backend.test", 28) in dns.queries  # AAAA
+    a = one_access(sixgate, name="slow.test")
+    assert a["backend"] == hb.addr and a["outcome"] == "ok"
+
+
+@pytest.mark.parametrize("proto", ["http", "tls"])
+def test_resolution_slower_than_connect_timeout(sixgate, backends, proto):
+    """The name resolves only after the connect time is over: the client got
+    its refusal, and the late answer must not revive the connection."""
+    hb = backends.http("late")
+    tb = backends.tls("late.test")
+    dns = backends.slow_dns({"late.backend.test": "::1"}, delay=1.5)
+    ph, pt = free_ports(2)
+    sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt)],
+                              timeouts={"connect": "1s"}),
+                  routes_map({"late.test": f"late.backend.test:{hb.port}",
+                              "late-tls.test": f"late.backend.test:{tb.port}"}),
+                  dns=True)
+    if proto == "http":
+        s = connect(ph)
+        s.sendall(http_request("late.test"))
+        expect = b"HTTP/1.1 504 Gateway Timeout\r\n"
+    else:
+        s = connect(pt)
+        s.sendall(client_hello("late-tls.test"))
+        expect = tls_alert(ALERT_INTERNAL_ERROR)
+    with s:
+        # read the refusal but keep the connection open past the DNS answer
+        got = recv_exact(s, len(expect))
+        assert got == expect
+        wait_until(lambda: dns.queries, scaled(5), what="the DNS query")
+        time.sleep(1.0)
+        kind, rest = wait_closed(s, scaled(5))
+    a = one_access(sixgate, outcome="connect_timeout")
+    assert a["name"] in ("late.test", "late-tls.test")
+    time.sleep(0.3)
+    assert hb.accepted == 0 and tb.accepted == 0
+    assert " bug: " not in sixgate.stderr_text()
+    assert sixgate.running()
+
+
+def test_stop_while_resolving(sixgate, backends):
+    """SIGTERM while a connection waits for DNS: after the drain time the
+    connection is closed and sixgate exits 0 (no leak, no use after free)."""
+    hb = backends.http("never")
+    backends.slow_dns({"stuck.backend.test": "::1"}, delay=3.0)
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)],
+                              timeouts={"connect": "10s", "drain": "500ms"}),
+                  routes_map({"stuck.test": f"stuck.backend.test:{hb.port}"}), dns=True)
+    with connect(port) as s:
+        s.sendall(http_request("stuck.test"))
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        assert sixgate.stop() == 0
+        assert time.monotonic() - t0 < scaled(6)
+    a = one_access(sixgate, name="stuck.test")
+    assert a["outcome"] == "stopped"
+    assert hb.accepted == 0
+
+
 def test_connect_timeout_504(sixgate, backends):
     hole = backends.blackhole()
     if not hole.full:
