@@ -519,6 +519,10 @@ static void begin_stop(struct sg_server *srv, bool hard)
     uv_timer_stop(&srv->debounce);
     sg_admin_set_draining(srv->admin, true);
     post_all(srv, SG_WORKER_DRAIN);
+    /* Our own copies of the listening sockets go too (the messages hold
+     * what the workers still need): a socket left listening would go on
+     * completing handshakes that nobody accepts. */
+    replace_bounds(srv, NULL, 0);
     uv_timer_start(&srv->drain_timer, drain_timeout_cb, drain, 0);
 }
 
