@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import signal
 import socket
 import ssl
 import struct
@@ -598,6 +599,23 @@ def test_first_bytes_unchanged_http(sixgate, backends):
         assert raw.wait_eof() == req
 
 
+def test_large_post_unchanged(sixgate, backends):
+    """A head and 4 MiB of body in one burst: the part read while sniffing
+    and the rest that follows reach the backend in order, unchanged."""
+    raw = backends.raw()
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)]),
+                  routes_map({"post.test": raw.addr}))
+    body, _ = payload(b"post", 4 * MiB)
+    req = http_request("post.test", method="POST", target="/upload",
+                       extra=f"Content-Length: {len(body)}") + body
+    with connect(port) as s:
+        s.sendall(req)
+        s.shutdown(socket.SHUT_WR)
+        got = raw.wait_eof(timeout=30)
+    assert len(got) == len(req) and got == req
+
+
 def test_half_close_client_first(sixgate, backends):
     """The client sends a request and shuts its side; it still gets all of
     the response, then EOF. The same through a tcp listener with an echo
@@ -885,6 +903,98 @@ def test_sniff_timeout(sixgate):
     log = sixgate.wait_access(3)
     assert all(a["outcome"] == "sniff_timeout" for a in log), log
     assert [a["bytes_from_client"] for a in log][0] == 0
+
+
+def test_client_leaves_before_routing(sixgate):
+    """Half a hello, then EOF: closed at once, logged as client_gone."""
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tls_listener("https", port)]), routes_map({"x.test": "[::1]:9"}))
+    hello = client_hello("x.test")
+    with connect(port) as s:
+        s.sendall(hello[:100])
+        s.shutdown(socket.SHUT_WR)
+        t0 = time.monotonic()
+        kind, data = wait_closed(s, scaled(5))
+        assert data == b"" and time.monotonic() - t0 < scaled(1.0)
+    a = sixgate.wait_access(1)[0]
+    assert a["outcome"] == "client_gone" and a["bytes_from_client"] == 100
+
+
+def test_connection_limit(sixgate, backends):
+    """limits.connections: past it a new connection is reset (overload)
+    and the established ones go on."""
+    echo = backends.echo()
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tcp_listener("tcp", port, echo.addr)], map=None,
+                              limits={"connections": 2}))
+    a, b = connect(port), connect(port)
+    for s in (a, b):
+        s.sendall(b"hi")
+        assert recv_exact(s, 2) == b"hi"
+    try:
+        with connect(port) as c:  # the reset may come before connect() returns
+            kind, data = wait_closed(c, scaled(5))
+            assert data == b""
+    except ConnectionResetError:
+        pass
+    over = sixgate.wait_access(1)
+    assert [x["outcome"] for x in over] == ["overload"]
+    a.sendall(b"still")
+    assert recv_exact(a, 5) == b"still"
+    a.close()
+    b.close()
+    sixgate.wait_access(3)
+    with connect(port) as d:  # room again
+        d.sendall(b"again")
+        assert recv_exact(d, 5) == b"again"
+
+
+def test_sigterm_drains(sixgate, backends):
+    """SIGTERM: no new connections, the established one goes on, and the
+    process exits 0 as soon as it ends (before the drain time)."""
+    echo = backends.echo()
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tcp_listener("tcp", port, echo.addr, hosts=(V4,))], map=None,
+                              timeouts={"drain": "20s"}))
+    s = connect(port)
+    s.sendall(b"before")
+    assert recv_exact(s, 6) == b"before"
+    sixgate.signal(signal.SIGTERM)
+    sixgate.wait_log("stopping")
+
+    def refused():
+        try:
+            connect(port, timeout=1).close()
+            return False
+        except (ConnectionRefusedError, socket.timeout, OSError):
+            return True
+    wait_until(refused, scaled(5), what="new connections to be refused")
+    s.sendall(b"during")
+    assert recv_exact(s, 6) == b"during"
+    assert sixgate.running()
+    t0 = time.monotonic()
+    s.close()
+    sixgate.proc.wait(timeout=scaled(5))
+    assert sixgate.proc.returncode == 0 and time.monotonic() - t0 < scaled(3)
+    a = sixgate.access_log()
+    assert [x["outcome"] for x in a] == ["ok"]
+    assert a[0]["bytes_from_client"] == 12
+
+
+def test_sigterm_drain_time_over(sixgate, backends):
+    echo = backends.echo()
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tcp_listener("tcp", port, echo.addr)], map=None,
+                              timeouts={"drain": "1s"}))
+    with connect(port, V6) as s:
+        s.sendall(b"x")
+        assert recv_exact(s, 1) == b"x"
+        t0 = time.monotonic()
+        assert sixgate.stop() == 0
+        assert 0.9 <= time.monotonic() - t0 <= scaled(4)
+        kind, data = wait_closed(s, scaled(2))
+        assert data == b""
+    assert [x["outcome"] for x in sixgate.access_log()] == ["stopped"]
 
 
 def select_readable(s, timeout):
