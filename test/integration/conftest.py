@@ -586,18 +586,21 @@ class RawBackend(Backend):
              the reply, without waiting for the client's EOF;
       shut_after_reply: shut down only the sending side after the reply (or
              the greeting, when there is no reply) and go on recording;
-      reset_after_reply: end with a TCP reset (SO_LINGER 0) after the reply.
+      reset_after_reply: end with a TCP reset (SO_LINGER 0) after the reply;
+      end_delay: seconds to wait after the reply before any of these.
     .eof[i] is set when connection i saw EOF (or closed)."""
 
     kind = "raw"
 
     def __init__(self, host: str = "::1", port: int = 0, greeting: bytes = b"",
                  reply: bytes | None = None, reply_after=None, close_after_reply: bool = False,
-                 shut_after_reply: bool = False, reset_after_reply: bool = False, **kw):
+                 shut_after_reply: bool = False, reset_after_reply: bool = False,
+                 end_delay: float = 0.0, **kw):
         super().__init__(host, port, **kw)
         self.greeting = greeting
         self.shut_after_reply = shut_after_reply
         self.reset_after_reply = reset_after_reply
+        self.end_delay = end_delay
         self.reply = reply
         self.reply_after = reply_after
         self.close_after_reply = close_after_reply
@@ -637,6 +640,8 @@ class RawBackend(Backend):
 
     def _after_reply(self, conn) -> bool:
         """True when the connection is to end now."""
+        if self.end_delay:
+            time.sleep(self.end_delay)
         if self.reset_after_reply:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return True
