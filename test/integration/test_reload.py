@@ -367,3 +367,54 @@ def test_large_map_reload_keeps_serving(sixgate, backends):
     assert int(m.group(1)) == 100_000
     assert who(port, "site0.example") == "B" and who(port, "site99999.example") == "B"
     assert answered >= 1
+
+
+def test_two_workers_reload_under_concurrent_traffic(sixgate, backends):
+    """Two worker threads, eight clients at once, twenty reloads that move
+    the name between two backends and add and remove a listener: every
+    request gets an answer from one of the two, and after the last reload
+    only the last map's backend answers, on every worker."""
+    a, b = backends.http("A"), backends.http("B")
+    echo = backends.echo()
+    web, extra = free_ports(2)
+
+    def config(with_extra: bool):
+        ls = [http_listener("web", web)]
+        if with_extra:
+            ls.append(tcp_listener("extra", extra, echo.addr))
+        return main_config(ls, workers=2)
+    sixgate.start(config(False), routes_map({"site.example": a.addr}))
+    assert "2 workers" in sixgate.stderr_text()
+    stop = threading.Event()
+    failures: list[str] = []
+    answered = [0]
+
+    def client():
+        while not stop.is_set():
+            try:
+                r = who(web, "site.example")
+                if r not in ("A", "B"):
+                    failures.append(r)
+                answered[0] += 1
+            except OSError as e:
+                failures.append(repr(e))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for i in range(1, 21):
+        backend = b if i % 2 else a
+        sixgate.main_path.write_text(config(i % 2 == 1))
+        (sixgate.folder / "routes.yaml").write_text(routes_map({"site.example": backend.addr}))
+        sixgate.reload()
+        wait_until(lambda: reloads_done(sixgate) >= i, scaled(10), what=f"reload {i}")
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(scaled(10))
+    assert failures == []
+    assert answered[0] > 50
+    # generation 21 maps to A; each new connection, whichever worker takes it
+    assert {who(web, "site.example") for _ in range(20)} == {"A"}
+    with pytest.raises(ConnectionRefusedError):
+        connect(extra, timeout=2).close()
