@@ -22,7 +22,7 @@
 #define LISTEN_BACKLOG 4096
 
 struct reload_job {
-    uv_work_t req;
+    uv_thread_t thread;
     struct sg_server *srv;
     char *path;
     const char *trigger;
@@ -55,6 +55,8 @@ struct sg_server {
     uv_timer_t debounce;
 
     bool reloading;
+    struct reload_job *job;   /* the reload in progress */
+    uv_async_t reload_done;   /* its thread is done */
     const char *reload_again; /* a trigger that came during a reload */
 
     bool stopping;
@@ -327,12 +329,15 @@ static void update_watch(struct sg_server *srv)
 
 /* ---- reload ------------------------------------------------------------- */
 
-static void reload_work_cb(uv_work_t *req)
+/* A thread of its own, not libuv's pool: the pool also runs getaddrinfo,
+ * and a reload must not wait behind slow DNS lookups. */
+static void reload_thread_main(void *arg)
 {
-    struct reload_job *job = req->data;
+    struct reload_job *job = arg;
     job->t_start = uv_hrtime();
     job->snap = sg_config_load(job->path, &job->diag);
     job->t_end = uv_hrtime();
+    uv_async_send(&job->srv->reload_done);
 }
 
 static void warn_restart_only(struct sg_server *srv, const struct sg_snapshot *o,
@@ -378,13 +383,17 @@ static void publish(struct sg_server *srv, struct sg_snapshot *s)
     srv->last_reload = now_unix();
 }
 
-static void reload_after_cb(uv_work_t *req, int status)
+static void reload_done_cb(uv_async_t *a)
 {
-    struct reload_job *job = req->data;
-    struct sg_server *srv = job->srv;
+    struct sg_server *srv = a->data;
+    struct reload_job *job = srv->job;
+    if (job == NULL)
+        return;
+    uv_thread_join(&job->thread); /* also orders the thread's writes before our reads */
+    srv->job = NULL;
     srv->reloading = false;
     double ms = (double)(job->t_end - job->t_start) / 1e6;
-    if (status < 0 || job->snap == NULL || srv->stopping) {
+    if (job->snap == NULL || srv->stopping) {
         if (!srv->stopping) {
             srv->reloads_failed++;
             sg_log_err(&srv->log, "reload (%s) refused after %.1f ms; the map in use stays "
@@ -439,11 +448,13 @@ static void start_reload(struct sg_server *srv, const char *trigger)
     }
     job->srv = srv;
     job->trigger = trigger;
-    job->req.data = job;
     sg_diag_init(&job->diag);
     sg_notify("RELOADING=1");
-    int err = uv_queue_work(&srv->loop, &job->req, reload_work_cb, reload_after_cb);
+    srv->job = job;
+    int err = uv_thread_create(&job->thread, reload_thread_main, job);
     if (err < 0) {
+        srv->job = NULL;
+        sg_notify("READY=1");
         sg_log_err(&srv->log, "reload (%s): %s", trigger, uv_strerror(err));
         free(job->path);
         free(job);
@@ -461,11 +472,22 @@ static void close_cb_ignore(uv_handle_t *h)
 
 static void close_control_handles(struct sg_server *srv)
 {
+    struct reload_job *job = srv->job;
+    if (job != NULL) {
+        /* a reload still reading files: wait for it, then drop its result */
+        uv_thread_join(&job->thread);
+        srv->job = NULL;
+        sg_snapshot_unref(job->snap);
+        sg_diag_free(&job->diag);
+        free(job->path);
+        free(job);
+    }
     uv_handle_t *hs[] = {
         (uv_handle_t *)&srv->sig_hup,  (uv_handle_t *)&srv->sig_term, (uv_handle_t *)&srv->sig_int,
         (uv_handle_t *)&srv->sig_quit, (uv_handle_t *)&srv->sig_usr1, (uv_handle_t *)&srv->watch,
         (uv_handle_t *)&srv->debounce, (uv_handle_t *)&srv->drain_timer,
         (uv_handle_t *)&srv->worker_done, (uv_handle_t *)&srv->reaper,
+        (uv_handle_t *)&srv->reload_done,
     };
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
         if (!uv_is_closing(hs[i]))
@@ -668,6 +690,8 @@ int sg_server_run(const char *config_path, struct sg_snapshot *snap)
     srv->worker_done.data = srv;
     uv_async_init(&srv->loop, &srv->reaper, reaper_cb);
     srv->reaper.data = srv;
+    uv_async_init(&srv->loop, &srv->reload_done, reload_done_cb);
+    srv->reload_done.data = srv;
     srv->reaper_open = true;
     atomic_init(&srv->workers_finished, 0);
 
