@@ -1,7 +1,9 @@
 #include "sixgate/pump.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static void pump_finish(struct sg_pump *p, int status)
 {
@@ -63,11 +65,32 @@ static void write_cb(uv_write_t *req, int status)
         p->reading = true;
 }
 
+/* libuv reports EOF, without reading again, when poll says the peer hung
+ * up after a partial read: a reset then looks like a clean end. The error
+ * the kernel holds for the socket tells them apart. */
+static int pending_error(uv_stream_t *s)
+{
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (uv_fileno((uv_handle_t *)s, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        return 0;
+    return err ? uv_translate_sys_error(err) : 0;
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct sg_pump *p = s->data;
     if (nread == 0 || p->finished)
         return;
+    if (nread == UV_EOF && s->type == UV_TCP) {
+        int err = pending_error(s);
+        if (err < 0) {
+            pump_finish(p, err);
+            return;
+        }
+    }
     if (nread == UV_EOF) {
         p->eof = true;
         uv_read_stop(s);
