@@ -19,6 +19,8 @@
 #define DEFAULT_IDLE_MS 300000
 #define DEFAULT_DRAIN_MS 30000
 #define DEFAULT_DEBOUNCE_MS 200
+#define DEFAULT_DNS_TTL_MS 30000
+#define DEFAULT_DNS_NEGATIVE_TTL_MS 5000
 #define MAX_DURATION_MS (7ull * 24 * 3600 * 1000)
 #define MAX_WORKERS 256
 #define MAX_LISTENERS 4096
@@ -399,6 +401,28 @@ static void key_reload(struct ctx *c, const struct sg_ynode *v, void *obj)
     walk_map(c, v, "reload", reload_keys, sizeof(reload_keys) / sizeof(reload_keys[0]), obj);
 }
 
+static void key_resolver_cache(struct ctx *c, const struct sg_ynode *v, void *obj)
+{
+    get_duration(c, v, &((struct sg_snapshot *)obj)->dns_ttl_ms, "resolver.cache");
+}
+
+static void key_resolver_negative_cache(struct ctx *c, const struct sg_ynode *v, void *obj)
+{
+    get_duration(c, v, &((struct sg_snapshot *)obj)->dns_negative_ttl_ms,
+                 "resolver.negative_cache");
+}
+
+static const struct key_def resolver_keys[] = {
+    {"cache", key_resolver_cache},
+    {"negative_cache", key_resolver_negative_cache},
+};
+
+static void key_resolver(struct ctx *c, const struct sg_ynode *v, void *obj)
+{
+    walk_map(c, v, "resolver", resolver_keys, sizeof(resolver_keys) / sizeof(resolver_keys[0]),
+             obj);
+}
+
 static void key_workers(struct ctx *c, const struct sg_ynode *v, void *obj)
 {
     struct sg_snapshot *s = obj;
@@ -705,7 +729,7 @@ static const struct key_def main_keys[] = {
     {"listeners", key_listeners}, {"timeouts", key_timeouts}, {"limits", key_limits},
     {"map", key_map},             {"workers", key_workers},   {"user", key_user},
     {"group", key_group},         {"log", key_log},           {"admin", key_admin},
-    {"reload", key_reload},
+    {"reload", key_reload},       {"resolver", key_resolver},
 };
 
 /* ---- the map ------------------------------------------------------------ */
@@ -1062,6 +1086,8 @@ struct sg_snapshot *sg_config_parse(const char *main_path, const unsigned char *
     s->access_log = "stderr";
     s->watch_map = true;
     s->watch_debounce_ms = DEFAULT_DEBOUNCE_MS;
+    s->dns_ttl_ms = DEFAULT_DNS_TTL_MS;
+    s->dns_negative_ttl_ms = DEFAULT_DNS_NEGATIVE_TTL_MS;
     c.routes = sg_routes_builder_new();
     if (s->main_path == NULL || c.routes == NULL) {
         sg_diag_add(diag, main_path, 0, 0, "out of memory");

@@ -9,6 +9,7 @@
 #include "sixgate/json.h"
 #include "sixgate/proxy_header.h"
 #include "sixgate/pump.h"
+#include "sixgate/resolver.h"
 #include "sixgate/sniff_http.h"
 #include "sixgate/sniff_tls.h"
 
@@ -60,7 +61,6 @@ struct sg_conn {
     uv_timer_t timer;
     unsigned open_handles; /* handles initialised and not yet closed */
     bool backend_open;     /* <backend> is initialised */
-    bool resolving;        /* a getaddrinfo request is in flight */
 
     struct sg_snapshot *snap; /* reference held until the struct is freed */
     const struct sg_listener_spec *listener; /* in <snap> */
@@ -86,8 +86,9 @@ struct sg_conn {
     uint16_t backend_port;
     union sg_sockaddr backend_addr;
 
-    uv_getaddrinfo_t gai;
-    struct addrinfo *ai_list, *ai_next;
+    struct sg_resolve_waiter resolve; /* waiting for the backend's name */
+    struct sockaddr_in6 addrs[SG_RESOLVE_MAX_ADDRS]; /* its addresses, tried in turn */
+    uint8_t naddrs, next_addr;
     uv_connect_t connect_req;
 
     /* the first write to the backend: PROXY header and the sniffed bytes */
@@ -207,12 +208,10 @@ static void format_reason(struct sg_conn *c, const char *what, int err)
 
 static void maybe_free(struct sg_conn *c)
 {
-    if (c->open_handles > 0 || c->resolving)
+    if (c->open_handles > 0)
         return;
     sg_pump_release(&c->up);
     sg_pump_release(&c->down);
-    if (c->ai_list != NULL)
-        uv_freeaddrinfo(c->ai_list);
     free(c->sniff);
     free(c->http);
     sg_snapshot_unref(c->snap);
@@ -339,8 +338,7 @@ static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char
         c->next->prev = c->prev;
     env->nconns--;
 
-    if (c->resolving)
-        uv_cancel((uv_req_t *)&c->gai); /* the callback still comes, with UV_EAI_CANCELED */
+    sg_resolve_cancel(&c->resolve); /* the lookup itself goes on, for the cache */
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, timer_closed_cb);
     if (reset_client)
@@ -576,7 +574,7 @@ static void connect_cb(uv_connect_t *req, int status)
     if (status == UV_ECANCELED || c->state == SG_CONN_CLOSED)
         return;
     if (status < 0) {
-        if (c->ai_next != NULL) {
+        if (c->next_addr < c->naddrs) {
             /* Another address of the backend's name: a failed socket cannot
              * connect again, so close it and start afresh. */
             c->backend_open = false;
@@ -628,10 +626,8 @@ static void connect_failed(struct sg_conn *c, enum sg_outcome outcome, const cha
 /* Connects to c->backend_addr, or to the next resolved address. */
 static void start_connect(struct sg_conn *c)
 {
-    if (c->ai_next != NULL) {
-        memcpy(&c->backend_addr, c->ai_next->ai_addr, c->ai_next->ai_addrlen);
-        c->ai_next = c->ai_next->ai_next;
-    }
+    if (c->next_addr < c->naddrs)
+        c->backend_addr.in6 = c->addrs[c->next_addr++];
     conn_set_state(c, SG_CONN_CONNECTING);
     int err = uv_tcp_init(c->env->loop, &c->backend);
     if (err < 0) {
@@ -645,25 +641,26 @@ static void start_connect(struct sg_conn *c)
         connect_failed(c, SG_OUT_CONNECT_FAILED, "connect", err);
 }
 
-static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+/* The backend's addresses, from the resolver's cache or a lookup. */
+static void resolved(struct sg_conn *c, int status, const struct sockaddr_in6 *addrs,
+                     size_t naddrs)
 {
-    struct sg_conn *c = CONN_OF(req, gai);
-    c->resolving = false;
-    /* Closed, or refused meanwhile (the connect time ran out): too late. */
-    if (c->state != SG_CONN_RESOLVING) {
-        if (res != NULL)
-            uv_freeaddrinfo(res);
-        maybe_free(c);
-        return;
-    }
-    if (status < 0 || res == NULL) {
-        if (res != NULL)
-            uv_freeaddrinfo(res);
+    if (status < 0 || naddrs == 0) {
         connect_failed(c, SG_OUT_RESOLVE_FAILED, "resolve", status);
         return;
     }
-    c->ai_list = c->ai_next = res;
+    c->naddrs = (uint8_t)naddrs;
+    c->next_addr = 0;
+    memcpy(c->addrs, addrs, naddrs * sizeof(addrs[0]));
     start_connect(c);
+}
+
+static void resolved_cb(struct sg_resolve_waiter *w, int status, const struct sockaddr_in6 *addrs,
+                        size_t naddrs)
+{
+    struct sg_conn *c = CONN_OF(w, resolve);
+    if (c->state == SG_CONN_RESOLVING)
+        resolved(c, status, addrs, naddrs);
 }
 
 /* Routes by c->name (or by nothing: the fallback) and starts the connect. */
@@ -698,17 +695,13 @@ static void route(struct sg_conn *c)
         start_connect(c);
         return;
     }
-    char port[8];
-    snprintf(port, sizeof(port), "%u", c->backend_port);
-    struct addrinfo hints = {.ai_family = AF_INET6, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV};
     conn_set_state(c, SG_CONN_RESOLVING);
-    int err = uv_getaddrinfo(c->env->loop, &c->gai, resolved_cb, b->host, port, &hints);
-    if (err < 0) {
-        connect_failed(c, SG_OUT_RESOLVE_FAILED, "resolve", err);
-        return;
-    }
-    c->resolving = true;
+    struct sockaddr_in6 addrs[SG_RESOLVE_MAX_ADDRS];
+    size_t naddrs = 0;
+    int status = 0;
+    if (sg_resolve(c->env->resolver, b->host, c->backend_port, &c->resolve, resolved_cb, &status,
+                   addrs, &naddrs) == SG_RESOLVE_DONE)
+        resolved(c, status, addrs, naddrs);
 }
 
 /* ---- sniffing ----------------------------------------------------------- */

@@ -179,6 +179,23 @@ void sg_metrics_render(FILE *out, struct sg_worker_stats *const *ws, size_t n,
                      "Time a worker's event loop spent in the callbacks of one iteration: how "
                      "long it could not react to anything else.",
                      ws, n, 2);
+    uint64_t dns[4] = {0};
+    for (size_t w = 0; w < n; w++) {
+        dns[0] += ld(&ws[w]->dns.lookups);
+        dns[1] += ld(&ws[w]->dns.hits);
+        dns[2] += ld(&ws[w]->dns.joined);
+        dns[3] += ld(&ws[w]->dns.failures);
+    }
+    fprintf(out,
+            "# HELP sixgate_dns_total Backend name resolutions: lookups made, answers from "
+            "the cache, waits for a lookup already running, failed lookups.\n"
+            "# TYPE sixgate_dns_total counter\n"
+            "sixgate_dns_total{result=\"lookup\"} %llu\n"
+            "sixgate_dns_total{result=\"cached\"} %llu\n"
+            "sixgate_dns_total{result=\"joined\"} %llu\n"
+            "sixgate_dns_total{result=\"failed\"} %llu\n",
+            (unsigned long long)dns[0], (unsigned long long)dns[1], (unsigned long long)dns[2],
+            (unsigned long long)dns[3]);
     fprintf(out,
             "# HELP sixgate_reloads_total Configuration loads, by result.\n"
             "# TYPE sixgate_reloads_total counter\n"

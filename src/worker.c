@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "sixgate/pump.h"
+#include "sixgate/resolver.h"
 #include "sixgate/sniff_tls.h"
 
 struct sg_worker_listener {
@@ -134,6 +135,9 @@ static void finish(struct sg_worker *w)
         uv_close((uv_handle_t *)&w->wake, NULL);
         uv_close((uv_handle_t *)&w->lag_prepare, NULL);
         uv_close((uv_handle_t *)&w->lag_check, NULL);
+        /* lookups in flight are cancelled; the loop ends when they are done */
+        sg_resolver_close(w->env.resolver);
+        w->env.resolver = NULL;
     }
     uv_mutex_unlock(&w->wake_lock);
 }
@@ -152,6 +156,9 @@ static void apply(struct sg_worker *w, struct sg_worker_msg *m)
     w->env.snap = sg_snapshot_ref(m->snap);
     sg_snapshot_unref(old);
     w->mode = m->mode;
+    if (w->env.resolver != NULL)
+        sg_resolver_set_ttl(w->env.resolver, w->env.snap->dns_ttl_ms,
+                            w->env.snap->dns_negative_ttl_ms);
 
     size_t nb = m->mode == SG_WORKER_RUN ? m->nbinds : 0;
     bool *kept = calloc(nb ? nb : 1, sizeof(bool));
@@ -252,7 +259,9 @@ int sg_worker_start(struct sg_worker *w, unsigned id, struct sg_logger *log, siz
     w->env.on_empty = on_empty;
     w->env.tls_scratch = malloc(SG_TLS_SCRATCH_SIZE);
     w->env.read_buf = uv_buf_init(malloc(SG_PUMP_READ_MAX), SG_PUMP_READ_MAX);
-    if (w->env.tls_scratch == NULL || w->env.read_buf.base == NULL) {
+    w->env.resolver = sg_resolver_new(&w->loop, first->snap->dns_ttl_ms,
+                                      first->snap->dns_negative_ttl_ms, &w->stats.dns);
+    if (w->env.tls_scratch == NULL || w->env.read_buf.base == NULL || w->env.resolver == NULL) {
         err = UV_ENOMEM;
         goto out_free_buffers;
     }
@@ -263,6 +272,7 @@ int sg_worker_start(struct sg_worker *w, unsigned id, struct sg_logger *log, siz
 out_free_buffers:
     free(w->env.tls_scratch);
     free(w->env.read_buf.base);
+    sg_resolver_close(w->env.resolver);
     uv_close((uv_handle_t *)&w->wake, NULL);
     uv_close((uv_handle_t *)&w->lag_prepare, NULL);
     uv_close((uv_handle_t *)&w->lag_check, NULL);

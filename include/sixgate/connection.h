@@ -25,6 +25,7 @@
 #include "sixgate/snapshot.h"
 
 struct sg_conn;
+struct sg_resolver;
 
 /* What a connection needs from the loop it lives on. The worker embeds and
  * fills it; a connection never sees the worker itself. */
@@ -33,6 +34,7 @@ struct sg_conn_env {
     struct sg_snapshot *snap;     /* the current snapshot for new connections */
     struct sg_logger *log;
     struct sg_worker_stats *stats;
+    struct sg_resolver *resolver; /* backend names, cached per loop */
     uint8_t *tls_scratch;         /* SG_TLS_SCRATCH_SIZE bytes, for sniff_tls */
     uv_buf_t read_buf;            /* SG_PUMP_READ_MAX bytes shared by all pumps */
     struct sg_conn *conns;        /* every live connection (a list) */

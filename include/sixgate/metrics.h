@@ -55,6 +55,13 @@ struct sg_listener_stats {
     _Atomic uint64_t bytes_from_backend;
 };
 
+struct sg_dns_stats {
+    _Atomic uint64_t lookups; /* getaddrinfo calls */
+    _Atomic uint64_t hits;    /* answered from the cache */
+    _Atomic uint64_t joined;  /* waited for a lookup already running */
+    _Atomic uint64_t failures;
+};
+
 #define SG_STATS_MAX_LISTENERS 4096
 
 struct sg_worker_stats {
@@ -63,6 +70,7 @@ struct sg_worker_stats {
     struct sg_histogram sniff;
     struct sg_histogram connect;
     struct sg_histogram loop_busy; /* callbacks' time per loop iteration: how long it stalled */
+    struct sg_dns_stats dns;
 };
 
 /* Single-writer updates: a plain load and store, no locked instruction. */

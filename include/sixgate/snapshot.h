@@ -64,6 +64,8 @@ struct sg_snapshot {
     struct sg_timeouts timeouts;
     size_t http_head_max;   /* bytes of an HTTP request head (431 past it) */
     size_t max_connections; /* per process; 0: no limit */
+    uint64_t dns_ttl_ms;          /* how long a backend name's addresses are used */
+    uint64_t dns_negative_ttl_ms; /* how long a failed resolution is remembered */
 
     struct sg_routes *routes;
     char map_sha256[65];    /* hex digest of the map file's bytes */

@@ -126,6 +126,8 @@ TEST(full_config_values)
     CHECK(s->has_admin);
     CHECK(!s->watch_map);
     CHECK_EQ(s->watch_debounce_ms, 250);
+    CHECK_EQ(s->dns_ttl_ms, 60000);
+    CHECK_EQ(s->dns_negative_ttl_ms, 2000);
     CHECK_STR(s->user, "sixgate");
     CHECK_STR(s->map_path, "maps/routes.yaml");
     CHECK_STR(s->map_version, "2026-11-28.7");
@@ -154,6 +156,8 @@ TEST(defaults)
     CHECK_EQ(s->timeouts.idle_ms, 300000);
     CHECK_EQ(s->http_head_max, 16384);
     CHECK_EQ(s->workers, 0);
+    CHECK_EQ(s->dns_ttl_ms, 30000);
+    CHECK_EQ(s->dns_negative_ttl_ms, 5000);
     CHECK_STR(s->access_log, "stderr");
     CHECK(!s->has_admin);
     CHECK(s->watch_map);
