@@ -790,11 +790,20 @@ class BackendPool:
         return self.add(BlackholeBackend(host))
 
     def slow_dns(self, answers: dict[str, str], delay: float = 0.0) -> SlowDns:
-        """A SlowDns on 127.0.0.1:53; the test is skipped if it cannot bind."""
-        try:
-            d = SlowDns(answers, delay)
-        except OSError as e:
-            pytest.skip(f"cannot serve DNS on 127.0.0.1:53: {e}")
+        """A SlowDns on 127.0.0.1:53. The port may be held by another test
+        run for a while (waited for, bounded); the test is skipped if it
+        cannot be had (not root)."""
+        deadline = time.monotonic() + scaled(30)
+        while True:
+            try:
+                d = SlowDns(answers, delay)
+                break
+            except PermissionError as e:
+                pytest.skip(f"cannot serve DNS on 127.0.0.1:53: {e}")
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    pytest.skip(f"cannot serve DNS on 127.0.0.1:53: {e}")
+                time.sleep(0.2)
         return self.add(d)
 
     def stop_all(self):

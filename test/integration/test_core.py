@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+import select
 import signal
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import (ALERT_DECODE_ERROR, Backend, ALERT_HANDSHAKE_FAILURE, ALERT_INTERNAL_ERROR, ALERT_UNRECOGNIZED_NAME, MiB,
+from conftest import (Backend, ALERT_HANDSHAKE_FAILURE, ALERT_INTERNAL_ERROR, ALERT_UNRECOGNIZED_NAME, MiB,
                       REPO_ROOT, HttpReader, TlsOverSocket, client_hello, connect, curl,
                       free_port, free_ports, header, http_exchange, http_listener, http_request,
                       json_body, main_config, payload, read_http_response, recv_all, recv_exact,
@@ -231,9 +231,9 @@ def test_backend_port_forms(sixgate, backends):
     """Backends written without a port get the listener's backend_port, or
     else the port the client connected to; an IPv4 backend works too."""
     p_http, p_tls, p_bp, p_v4 = free_ports(4, hosts=("127.0.0.1", "::1"))
-    own = backends.http("own-port", port=p_http)          # [::1]:<listener port>
-    tls_own = backends.tls("tls.test", port=p_tls)
-    bp = backends.http("backend-port", port=p_bp)         # [::1]:<backend_port>
+    backends.http("own-port", port=p_http)          # [::1]:<listener port>
+    backends.tls("tls.test", port=p_tls)
+    backends.http("backend-port", port=p_bp)        # [::1]:<backend_port>
     v4 = backends.http("ipv4", host=V4)
     port_h2 = free_ports(1)[0]
     sixgate.start(main_config([
@@ -339,6 +339,8 @@ def test_http_unknown_name_421(sixgate, backends):
 # backend down, host names, connect timeout
 
 def test_backend_down(sixgate):
+    """Nothing listens at the backend: HTTP 502, TLS alert internal_error,
+    tcp a plain close. (The access log goes to stderr here.)"""
     dead = f"[::1]:{free_port('::1')}"
     ph, pt, pc = free_ports(3)
     sixgate.start(main_config([http_listener("http", ph), tls_listener("https", pt),
@@ -393,6 +395,7 @@ def test_hostname_backend_tries_every_address(sixgate, backends):
     assert status == "HTTP/1.1 200 OK" and json_body(body)["backend"] == "second-address"
     a = sixgate.wait_access(1)[0]
     assert a["outcome"] == "ok" and a["backend"] == f"[::ffff:127.0.0.1]:{port}"
+    assert hb.accepted == 1
 
 
 def test_unresolvable_backend_503(sixgate):
@@ -1057,7 +1060,6 @@ def test_sigterm_drain_time_over(sixgate, backends):
 
 
 def select_readable(s, timeout):
-    import select
     return select.select([s], [], [], timeout)
 
 
