@@ -1492,6 +1492,44 @@ def reframe_hello(hello: bytes, size: int) -> bytes:
     return bytes(out)
 
 
+def pad_hello(hello: bytes, size: int, record_max: int = 16384) -> bytes:
+    """The ClientHello of <hello> (one record) grown to a handshake message
+    of <size> bytes by a padding extension (RFC 7685) at the end, framed in
+    records of at most <record_max> bytes: how a large (post-quantum) hello
+    looks on the wire. Only for routing: a server's handshake would fail, as
+    the client's transcript differs."""
+    msg = bytearray(hello[5:])
+    assert msg[0] == 1, "not a ClientHello"
+    i = 4 + 2 + 32
+    i += 1 + msg[i]                                    # session id
+    i += 2 + int.from_bytes(msg[i:i + 2], "big")       # cipher suites
+    i += 1 + msg[i]                                    # compression methods
+    ext_len_at = i
+    ext_len = int.from_bytes(msg[i:i + 2], "big")
+    assert ext_len_at + 2 + ext_len == len(msg)
+    # drop a padding extension the hello has already, then add ours
+    j = ext_len_at + 2
+    while j < len(msg):
+        etype = int.from_bytes(msg[j:j + 2], "big")
+        elen = int.from_bytes(msg[j + 2:j + 4], "big")
+        if etype == 21:
+            del msg[j:j + 4 + elen]
+            ext_len -= 4 + elen
+            continue
+        j += 4 + elen
+    pad = size - len(msg) - 4
+    assert pad >= 0, "hello already larger"
+    msg += (21).to_bytes(2, "big") + pad.to_bytes(2, "big") + bytes(pad)
+    msg[ext_len_at:ext_len_at + 2] = (ext_len + 4 + pad).to_bytes(2, "big")
+    msg[1:4] = (len(msg) - 4).to_bytes(3, "big")
+    assert len(msg) == size
+    out = bytearray()
+    for j in range(0, len(msg), record_max):
+        part = msg[j:j + record_max]
+        out += bytes([0x16]) + hello[1:3] + len(part).to_bytes(2, "big") + part
+    return bytes(out)
+
+
 def tls_alert(description: int) -> bytes:
     """A fatal TLS alert record as sixgate writes it."""
     return bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description])

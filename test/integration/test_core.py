@@ -19,7 +19,7 @@ import pytest
 from conftest import (Backend, ALERT_HANDSHAKE_FAILURE, ALERT_INTERNAL_ERROR, ALERT_UNRECOGNIZED_NAME, MiB,
                       REPO_ROOT, HttpReader, TlsOverSocket, client_hello, connect, curl,
                       free_port, free_ports, header, http_exchange, http_listener, http_request,
-                      json_body, main_config, payload, read_http_response, recv_all, recv_exact,
+                      json_body, main_config, pad_hello, payload, read_http_response, recv_all, recv_exact,
                       reframe_hello, routes_map, run_sixgate, s_client, scaled, tcp_listener, tls_alert,
                       tls_client, tls_listener, trickle, wait_closed, wait_until)
 
@@ -164,6 +164,42 @@ def test_tls_fragmented_hello(sixgate, backends, size):
     with connect(port) as s:
         s.sendall(framed)
         assert raw.wait_data(len(framed)) == framed
+
+
+@pytest.mark.parametrize("size", [6000, 20000, 32 * 1024])
+def test_large_client_hello_routes(sixgate, backends, size):
+    """A hello as large as post-quantum key shares make it, over several
+    records and several segments, routes by its SNI and reaches the backend
+    unchanged."""
+    raw = backends.raw()
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tls_listener("https", port)]),
+                  routes_map({"big.test": raw.addr}))
+    hello = pad_hello(client_hello("big.test"), size)
+    with connect(port, V6) as s:
+        for i in range(0, len(hello), 1400):
+            s.sendall(hello[i:i + 1400])
+            time.sleep(0.001)
+        assert raw.wait_data(len(hello)) == hello
+    a = sixgate.wait_access(1)[0]
+    assert (a["name"], a["outcome"], a["bytes_from_client"]) == ("big.test", "ok", len(hello))
+
+
+def test_too_large_client_hello_refused(sixgate, backends):
+    raw = backends.raw()
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tls_listener("https", port)]),
+                  routes_map({"big.test": raw.addr}))
+    hello = pad_hello(client_hello("big.test"), 32 * 1024 + 1)
+    with connect(port) as s:
+        try:
+            s.sendall(hello)
+        except OSError:
+            pass
+        kind, reply = wait_closed(s, scaled(5))
+    assert reply == tls_alert(ALERT_HANDSHAKE_FAILURE)
+    a = sixgate.wait_access(1)[0]
+    assert a["outcome"] == "too_large" and raw.accepted == 0
 
 
 # ---------------------------------------------------------------------------
