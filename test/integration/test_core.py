@@ -1121,6 +1121,37 @@ def test_idle_timeout(sixgate, backends):
     assert a["bytes_from_client"] == a["bytes_from_backend"] == 7
 
 
+class DripBackend(Backend):
+    """Sends one byte every <interval> seconds, <count> times, then closes."""
+
+    kind = "drip"
+
+    def __init__(self, interval: float, count: int, **kw):
+        super().__init__(**kw)
+        self.interval, self.count = interval, count
+
+    def handle(self, conn, peer, index):
+        for _ in range(self.count):
+            time.sleep(self.interval)
+            conn.sendall(b".")
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(1)
+
+
+def test_idle_timeout_counts_either_direction(sixgate, backends):
+    """A download that trickles (one byte every 0.4 s for 2.4 s) is never
+    idle, although the client sends nothing after its request."""
+    drip = backends.add(DripBackend(0.4, 6))
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)], timeouts={"idle": "1s"}),
+                  routes_map({"drip.test": drip.addr}))
+    with connect(port) as s:
+        s.sendall(http_request("drip.test"))
+        assert recv_all(s, timeout=10) == b"......"
+    a = one_access(sixgate, name="drip.test")
+    assert a["outcome"] == "ok" and a["bytes_from_backend"] == 6
+
+
 # ---------------------------------------------------------------------------
 # refusals of bad input; the process keeps serving
 
@@ -1199,6 +1230,23 @@ def test_refusals_then_still_serving(sixgate, backends, case):
     status, _, body = http_exchange(ph, http_request("ok.test"))
     assert status == "HTTP/1.1 200 OK" and json_body(body)["backend"] == "ok"
     assert sixgate.running()
+
+
+@pytest.mark.parametrize("limit", [1024, 16384])
+def test_http_head_limit_boundary(sixgate, backends, limit):
+    """limits.http_head: a head of exactly the limit (request line, headers
+    and the empty line) is routed; one byte more gets 431."""
+    hb = backends.http("ok")
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)], limits={"http_head": limit}),
+                  routes_map({"ok.test": hb.addr}))
+    base = len(http_request("ok.test", extra="X-Pad: "))
+    for total, want in ((limit, "HTTP/1.1 200 OK"),
+                        (limit + 1, "HTTP/1.1 431 Request Header Fields Too Large")):
+        req = http_request("ok.test", extra="X-Pad: " + "a" * (total - base))
+        assert len(req) == total
+        assert http_exchange(port, req)[0] == want, total
+    assert hb.accepted == 1
 
 
 # ---------------------------------------------------------------------------
