@@ -773,9 +773,6 @@ class StallThenResetBackend(Backend):
         self.reset_done.set()
 
 
-@pytest.mark.xfail(reason="bug: a backend reset that arrives while sixgate is not reading the "
-                          "backend (its client is slow) reaches the client as a clean EOF",
-                   strict=True)
 def test_backend_reset_while_client_slow(sixgate, backends):
     """The same as above when the reset arrives while sixgate is held back
     by a slow client: data and reset are then pending together."""
