@@ -874,19 +874,7 @@ static void parse_map(struct ctx *c, const unsigned char *buf, size_t len)
     yaml_event_t ev;
     bool seen_routes = false, seen_fallback = false, seen_version = false;
     sg_yreader_init(&r, c->file, buf, len, c->diag);
-
-    if (!expect_event(&r, &ev, YAML_STREAM_START_EVENT))
-        goto out;
-    yaml_event_delete(&ev);
-    if (!sg_yreader_next(&r, &ev))
-        goto out;
-    if (ev.type == YAML_STREAM_END_EVENT) {
-        yaml_event_delete(&ev);
-        sg_diag_add(c->diag, c->file, 0, 0, "the map is empty (expected 'routes:')");
-        goto out;
-    }
-    yaml_event_delete(&ev);
-    if (!sg_yreader_next(&r, &ev))
+    if (!sg_yreader_begin(&r, "the map is empty (expected 'routes:')", &ev))
         goto out;
     if (ev.type != YAML_MAPPING_START_EVENT) {
         sg_diag_add(c->diag, c->file, ev.start_mark.line + 1, ev.start_mark.column + 1,
@@ -1035,18 +1023,7 @@ static void parse_main(struct ctx *c, const unsigned char *buf, size_t len)
     struct sg_yreader r;
     yaml_event_t ev;
     sg_yreader_init(&r, c->file, buf, len, c->diag);
-    if (!expect_event(&r, &ev, YAML_STREAM_START_EVENT))
-        goto out;
-    yaml_event_delete(&ev);
-    if (!sg_yreader_next(&r, &ev))
-        goto out;
-    if (ev.type == YAML_STREAM_END_EVENT) {
-        yaml_event_delete(&ev);
-        sg_diag_add(c->diag, c->file, 0, 0, "the file is empty (expected 'listeners:')");
-        goto out;
-    }
-    yaml_event_delete(&ev);
-    if (!sg_yreader_next(&r, &ev))
+    if (!sg_yreader_begin(&r, "the file is empty (expected 'listeners:')", &ev))
         goto out;
     struct sg_ynode *root = sg_yreader_node(&r, &ev);
     if (root == NULL || !expect_event(&r, &ev, YAML_DOCUMENT_END_EVENT))

@@ -146,6 +146,27 @@ struct sg_ynode *sg_yreader_node(struct sg_yreader *r, yaml_event_t *first)
     return read_node(r, first, 0);
 }
 
+bool sg_yreader_begin(struct sg_yreader *r, const char *empty_message, yaml_event_t *ev)
+{
+    for (int want = 0; want < 2; want++) {
+        if (!sg_yreader_next(r, ev))
+            return false;
+        yaml_event_type_t t = ev->type;
+        yaml_event_delete(ev);
+        if (want == 1 && t == YAML_STREAM_END_EVENT) {
+            sg_diag_add(r->diag, r->file, 0, 0, "%s", empty_message);
+            r->failed = true;
+            return false;
+        }
+        if (t != (want == 0 ? YAML_STREAM_START_EVENT : YAML_DOCUMENT_START_EVENT)) {
+            sg_diag_add(r->diag, r->file, 0, 0, "unexpected YAML event");
+            r->failed = true;
+            return false;
+        }
+    }
+    return sg_yreader_next(r, ev);
+}
+
 bool sg_yreader_finish(struct sg_yreader *r)
 {
     yaml_event_t ev;

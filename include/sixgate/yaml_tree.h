@@ -44,6 +44,11 @@ void sg_yreader_close(struct sg_yreader *r);
  * syntax error, reports it with its position and returns false. */
 bool sg_yreader_next(struct sg_yreader *r, yaml_event_t *ev);
 
+/* Reads up to the root node of the (single) document: on success <ev> is
+ * the root node's first event. An empty stream is reported as
+ * "<empty_message>" and fails. */
+bool sg_yreader_begin(struct sg_yreader *r, const char *empty_message, yaml_event_t *ev);
+
 /* Reads the node that starts with <first> (an event just read, which this
  * function deletes) and everything inside it; returns its tree, allocated in
  * r->arena, or NULL after reporting an error. */
