@@ -86,7 +86,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread == UV_EOF && s->type == UV_TCP) {
         int err = pending_error(s);
-        if (err < 0) {
+        /* EPIPE is what a reset after the peer's FIN leaves (it came in
+         * CLOSE_WAIT): everything before the FIN arrived, so it is an EOF. */
+        if (err < 0 && err != UV_EPIPE) {
             pump_finish(p, err);
             return;
         }

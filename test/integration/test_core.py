@@ -4,12 +4,14 @@ access log and the command line, with real clients and backends on loopback."""
 from __future__ import annotations
 
 import hashlib
+import fcntl
 import re
 import select
 import signal
 import socket
 import ssl
 import struct
+import termios
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -796,6 +798,61 @@ def test_backend_reset_while_client_slow(sixgate, backends):
                 kind = "reset"
         assert 0 < got < b.sent
         assert kind == "reset", f"{kind} after {got} of the {b.sent} bytes the backend sent"
+
+
+class FinThenResetBackend(Backend):
+    """Answers the first bytes it gets with <reply>, shuts its sending side
+    (FIN), waits until the FIN is acknowledged, then resets (closing with
+    bytes unread, as an HTTP server that does not read a request body does).
+    .done is set after the reset."""
+
+    kind = "fin-reset"
+
+    def __init__(self, reply: bytes, **kw):
+        super().__init__(**kw)
+        self.reply = reply
+        self.go = threading.Event()
+        self.done = threading.Event()
+
+    def handle(self, conn, peer, index):
+        conn.recv(1)  # the rest of the request stays unread
+        assert self.go.wait(scaled(10))
+        conn.sendall(self.reply)
+        conn.shutdown(socket.SHUT_WR)
+        wait_until(lambda: fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                   == b"\0\0\0\0", scaled(5), what="the FIN to be acknowledged")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+        self.done.set()
+
+
+def test_backend_resets_after_its_eof(sixgate, backends):
+    """A backend sends its whole response and FIN, then a reset: the
+    response was complete, so the client gets it all and a clean EOF, and
+    the connection is not logged as an error (of the client, least of all).
+    sixgate is stopped (SIGSTOP) meanwhile, so that the data, the FIN and
+    the reset are all waiting when it reads again."""
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndone"
+    b = backends.add(FinThenResetBackend(reply))
+    port = free_ports(1)[0]
+    sixgate.start(main_config([http_listener("http", port)]),
+                  routes_map({"finreset.test": b.addr}))
+    with connect(port) as s:
+        s.sendall(http_request("finreset.test", method="POST",
+                               extra="Content-Length: 5") + b"body!")
+        b.wait_accepted(1)
+        time.sleep(0.2)
+        sixgate.signal(signal.SIGSTOP)
+        try:
+            b.go.set()
+            assert b.done.wait(scaled(10))
+        finally:
+            sixgate.signal(signal.SIGCONT)
+        kind, data = wait_closed(s, scaled(5))
+        assert (kind, data) == ("eof", reply)
+    a = one_access(sixgate, name="finreset.test")
+    assert a["outcome"] == "ok", a
+    assert a["bytes_from_backend"] == len(reply)
 
 
 def test_client_reset_is_logged(sixgate, backends):
