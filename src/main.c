@@ -27,8 +27,13 @@ static struct sg_snapshot *load(const char *path)
     struct sg_diag d;
     sg_diag_init(&d);
     struct sg_snapshot *s = sg_config_load(path, &d);
-    if (s == NULL)
-        sg_diag_print(&d, stderr, "sixgate: ");
+    if (s == NULL) {
+        /* FILE:LINE:COL first, as compilers print it, so editors can jump there */
+        sg_diag_print(&d, stderr, "");
+        if (sg_diag_errors(&d) > 1)
+            fprintf(stderr, "sixgate: %zu errors in %s or its map; nothing was loaded\n",
+                    sg_diag_errors(&d), path);
+    }
     sg_diag_free(&d);
     return s;
 }
