@@ -19,6 +19,8 @@
 #define SNIFF_BUF_START 4096
 /* The most of a name from the wire kept for the access log. */
 #define RAW_NAME_MAX 255
+/* What a tcp listener's client may send before its backend is connected. */
+#define TCP_EARLY_MAX (16u * 1024u)
 
 enum sg_conn_state {
     SG_CONN_ACCEPTED,     /* [transient] set up, nothing read yet */
@@ -61,6 +63,12 @@ struct sg_conn {
     uv_timer_t timer;
     unsigned open_handles; /* handles initialised and not yet closed */
     bool backend_open;     /* <backend> is initialised */
+    /* The client is read from accept to close with one pair of callbacks
+     * that follow the state, so that no state change restarts the read
+     * (each restart costs epoll calls). */
+    bool client_reading;
+    bool client_eof;       /* EOF from the client before splicing began */
+    bool backend_reading;  /* the backend's read began with its connect */
 
     struct sg_snapshot *snap; /* reference held until the struct is freed */
     const struct sg_listener_spec *listener; /* in <snap> */
@@ -364,20 +372,7 @@ void sg_conn_close_all(struct sg_conn_env *env)
 
 /* ---- refusals ----------------------------------------------------------- */
 
-static void linger_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    (void)buf;
-    struct sg_conn *c = CONN_OF(s, client);
-    if (nread < 0)
-        conn_close(c, c->outcome, c->reason);
-}
-
-static void linger_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    struct sg_conn *c = CONN_OF(h, client);
-    *buf = c->env->read_buf; /* read and thrown away */
-}
+static int client_read_start(struct sg_conn *c);
 
 static void refuse_shutdown_cb(uv_shutdown_t *req, int status)
 {
@@ -480,10 +475,9 @@ static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reaso
         uv_close((uv_handle_t *)&c->backend, backend_closed_cb);
     }
     conn_set_state(c, SG_CONN_REFUSING);
-    uv_read_stop((uv_stream_t *)&c->client);
     uv_buf_t b = uv_buf_init((char *)bytes, (unsigned)len);
     if (uv_write(&c->refuse_req, (uv_stream_t *)&c->client, &b, 1, refuse_write_cb) < 0 ||
-        uv_read_start((uv_stream_t *)&c->client, linger_alloc_cb, linger_read_cb) < 0)
+        client_read_start(c) < 0)
         conn_close(c, outcome, c->reason);
 }
 
@@ -497,6 +491,8 @@ static void pump_done_cb(struct sg_pump *p, int status)
     if (status == 0) {
         if (++c->directions_done == 2)
             conn_close(c, SG_OUT_OK, NULL);
+        else
+            sg_pump_other_done(p == &c->up ? &c->down : &c->up);
         return;
     }
     /* Which side failed: a read error belongs to <from>, a write or shutdown
@@ -519,6 +515,26 @@ static void pump_done_cb(struct sg_pump *p, int status)
                   !client_side);
 }
 
+/* The backend is read from the moment its connect starts, so that one
+ * epoll registration covers both the connect and the reads; only the pump
+ * takes what it sends. */
+static void backend_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct sg_conn *c = CONN_OF(h, backend);
+    *buf = c->env->read_buf;
+}
+
+static void backend_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sg_conn *c = CONN_OF(s, backend);
+    if (c->state == SG_CONN_SPLICING)
+        sg_pump_read(&c->down, nread, buf);
+}
+
+/* Called as soon as the backend is connected, with the head (PROXY header
+ * and sniffed bytes) already queued on it: libuv writes a stream's data in
+ * the order it was given, so the pumps may start at once. */
 static void start_splicing(struct sg_conn *c)
 {
     conn_set_state(c, SG_CONN_SPLICING);
@@ -529,9 +545,19 @@ static void start_splicing(struct sg_conn *c)
                  c->env->read_buf, pump_done_cb, c);
     c->up.last_activity = &c->last_activity;
     c->down.last_activity = &c->last_activity;
-    int err = sg_pump_start(&c->up);
-    if (err == 0)
-        err = sg_pump_start(&c->down);
+    int err = 0;
+    if (c->client_eof)
+        sg_pump_eof(&c->up); /* the client is done already: shut the backend's side */
+    else if (c->client_reading)
+        sg_pump_attach(&c->up);
+    else
+        err = sg_pump_start(&c->up);
+    if (err == 0 && c->state == SG_CONN_SPLICING) {
+        if (c->backend_reading)
+            sg_pump_attach(&c->down);
+        else
+            err = sg_pump_start(&c->down);
+    }
     if (err < 0) {
         format_reason(c, "start", err);
         conn_close(c, SG_OUT_INTERNAL, c->reason_buf);
@@ -541,17 +567,15 @@ static void start_splicing(struct sg_conn *c)
 static void head_write_cb(uv_write_t *req, int status)
 {
     struct sg_conn *c = CONN_OF(req, head_req);
+    free(c->sniff); /* written (or cancelled): nothing reads it any more */
+    c->sniff = NULL;
+    c->sniff_cap = 0;
     if (status == UV_ECANCELED || c->state == SG_CONN_CLOSED)
         return;
     if (status < 0) {
         format_reason(c, "backend", status);
         conn_close_ex(c, SG_OUT_BACKEND_ERROR, c->reason_buf, true);
-        return;
     }
-    free(c->sniff); /* written: the pumps take over */
-    c->sniff = NULL;
-    c->sniff_cap = 0;
-    start_splicing(c);
 }
 
 /* ---- connecting --------------------------------------------------------- */
@@ -602,15 +626,19 @@ static void connect_cb(uv_connect_t *req, int status)
     if (c->sniff_len > c->sniff_skip)
         bufs[n++] = uv_buf_init((char *)c->sniff + c->sniff_skip,
                                 (unsigned)(c->sniff_len - c->sniff_skip));
-    if (n == 0) {
-        start_splicing(c);
-        return;
+    if (n > 0) {
+        int err = uv_write(&c->head_req, (uv_stream_t *)&c->backend, bufs, n, head_write_cb);
+        if (err < 0) {
+            format_reason(c, "backend", err);
+            conn_close(c, SG_OUT_BACKEND_ERROR, c->reason_buf);
+            return;
+        }
+    } else {
+        free(c->sniff);
+        c->sniff = NULL;
+        c->sniff_cap = 0;
     }
-    int err = uv_write(&c->head_req, (uv_stream_t *)&c->backend, bufs, n, head_write_cb);
-    if (err < 0) {
-        format_reason(c, "backend", err);
-        conn_close(c, SG_OUT_BACKEND_ERROR, c->reason_buf);
-    }
+    start_splicing(c);
 }
 
 static void connect_failed(struct sg_conn *c, enum sg_outcome outcome, const char *what, int err)
@@ -637,8 +665,12 @@ static void start_connect(struct sg_conn *c)
     c->backend_open = true;
     c->open_handles++;
     err = uv_tcp_connect(&c->connect_req, &c->backend, &c->backend_addr.sa, connect_cb);
-    if (err < 0)
+    if (err < 0) {
         connect_failed(c, SG_OUT_CONNECT_FAILED, "connect", err);
+        return;
+    }
+    c->backend_reading =
+        uv_read_start((uv_stream_t *)&c->backend, backend_alloc_cb, backend_read_cb) == 0;
 }
 
 /* The backend's addresses, from the resolver's cache or a lookup. */
@@ -681,9 +713,9 @@ static void route(struct sg_conn *c)
             return;
         }
     }
-    /* Nothing more is read from the client until the backend is there:
-     * the kernel's buffers hold it, and ours stays bounded. */
-    uv_read_stop((uv_stream_t *)&c->client);
+    /* The client is still read while the backend is being reached: what
+     * it sends joins the head, up to the sniff buffer's limit, past which
+     * reading pauses and the kernel holds the rest. */
 
     const struct sg_backend *b = c->route.backend;
     c->backend_port = b->port ? b->port
@@ -706,10 +738,15 @@ static void route(struct sg_conn *c)
 
 /* ---- sniffing ----------------------------------------------------------- */
 
-static void sniff_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void client_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     struct sg_conn *c = CONN_OF(h, client);
+    if (c->state == SG_CONN_SPLICING || c->state == SG_CONN_REFUSING) {
+        /* the pump's buffer, or bytes a refused client still sends: dropped */
+        *buf = c->env->read_buf;
+        return;
+    }
     if (c->sniff_cap - c->sniff_len < 1024 && c->sniff_cap < c->sniff_max) {
         size_t cap = c->sniff_cap ? c->sniff_cap * 2 : SNIFF_BUF_START;
         if (cap > c->sniff_max)
@@ -808,12 +845,44 @@ static void proxy_header_process(struct sg_conn *c)
     start_sniffing(c);
 }
 
-static void sniff_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* While the backend is being reached: bytes join the head; a full buffer
+ * pauses reading; an EOF is kept for the pump to pass on. */
+static void read_while_connecting(struct sg_conn *c, ssize_t nread)
 {
-    (void)buf;
+    if (nread == UV_ENOBUFS || nread == UV_EOF) {
+        uv_read_stop((uv_stream_t *)&c->client);
+        c->client_reading = false;
+        c->client_eof = nread == UV_EOF;
+        return;
+    }
+    if (nread < 0) {
+        format_reason(c, "client", (int)nread);
+        conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
+        return;
+    }
+    c->sniff_len += (size_t)nread;
+}
+
+static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
     struct sg_conn *c = CONN_OF(s, client);
     if (nread == 0)
         return;
+    switch (c->state) {
+    case SG_CONN_SPLICING:
+        sg_pump_read(&c->up, nread, buf);
+        return;
+    case SG_CONN_REFUSING: /* lingering: what the client sends is dropped */
+        if (nread < 0)
+            conn_close(c, c->outcome, c->reason);
+        return;
+    case SG_CONN_RESOLVING:
+    case SG_CONN_CONNECTING:
+        read_while_connecting(c, nread);
+        return;
+    default:
+        break;
+    }
     if (nread == UV_ENOBUFS) {
         struct sg_sniffed out = {.detail = "hello or head larger than the sniff buffer"};
         sniff_verdict(c, SG_SNIFF_TOO_LARGE, &out);
@@ -836,6 +905,16 @@ static void sniff_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         sniff_process(c, old);
 }
 
+static int client_read_start(struct sg_conn *c)
+{
+    if (c->client_reading)
+        return 0;
+    int err = uv_read_start((uv_stream_t *)&c->client, client_alloc_cb, client_read_cb);
+    if (err == 0)
+        c->client_reading = true;
+    return err;
+}
+
 /* Sets the sniff buffer's limit for the listener's protocol, plus what a
  * PROXY header in front of it may take. */
 static bool prepare_sniff_buffer(struct sg_conn *c)
@@ -849,6 +928,8 @@ static bool prepare_sniff_buffer(struct sg_conn *c)
         max = c->snap->http_head_max + 4096;
     } else if (c->listener->protocol == SG_PROTO_TLS) {
         max = SG_TLS_SNIFF_MAX;
+    } else {
+        max = TCP_EARLY_MAX;
     }
     if (c->listener->accept_proxy.n > 0)
         max += SG_PROXY_DECODE_MAX;
@@ -858,23 +939,21 @@ static bool prepare_sniff_buffer(struct sg_conn *c)
 
 static void start_sniffing(struct sg_conn *c)
 {
-    bool reading = c->state == SG_CONN_PROXY_HEADER;
+    bool after_proxy_header = c->state == SG_CONN_PROXY_HEADER;
+    int err = client_read_start(c);
+    if (err < 0) {
+        format_reason(c, "client", err);
+        conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
+        return;
+    }
     if (c->listener->protocol == SG_PROTO_TCP) {
         route(c);
         return;
     }
     conn_set_state(c, SG_CONN_SNIFFING);
-    if (reading) {
-        /* bytes after the PROXY header may already hold the hello or head */
-        if (c->sniff_len > c->sniff_skip)
-            sniff_process(c, c->sniff_skip);
-        return;
-    }
-    int err = uv_read_start((uv_stream_t *)&c->client, sniff_alloc_cb, sniff_read_cb);
-    if (err < 0) {
-        format_reason(c, "client", err);
-        conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
-    }
+    /* bytes after a PROXY header may already hold the hello or head */
+    if (after_proxy_header && c->sniff_len > c->sniff_skip)
+        sniff_process(c, c->sniff_skip);
 }
 
 /* The first read: a PROXY header when the listener expects one from this
@@ -896,7 +975,7 @@ static void start_reading(struct sg_conn *c)
         return;
     }
     conn_set_state(c, SG_CONN_PROXY_HEADER);
-    int err = uv_read_start((uv_stream_t *)&c->client, sniff_alloc_cb, sniff_read_cb);
+    int err = client_read_start(c);
     if (err < 0) {
         format_reason(c, "client", err);
         conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);

@@ -34,6 +34,15 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 
 static void start_shutdown(struct sg_pump *p)
 {
+    /* Nothing queued for <to>: shut it down at once. uv_shutdown() would
+     * first register for writability, an epoll call for nothing. */
+    uv_os_fd_t fd;
+    if (uv_stream_get_write_queue_size(p->to) == 0 && p->to->type == UV_TCP &&
+        uv_fileno((uv_handle_t *)p->to, &fd) == 0) {
+        int err = shutdown(fd, SHUT_WR) == 0 ? 0 : uv_translate_sys_error(errno);
+        pump_finish(p, err);
+        return;
+    }
     p->sreq.data = p;
     int err = uv_shutdown(&p->sreq, p->to, shutdown_cb);
     if (err < 0)
@@ -41,6 +50,7 @@ static void start_shutdown(struct sg_pump *p)
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void got_eof(struct sg_pump *p);
 
 static void write_cb(uv_write_t *req, int status)
 {
@@ -55,7 +65,10 @@ static void write_cb(uv_write_t *req, int status)
         return;
     }
     if (p->eof) {
-        start_shutdown(p);
+        if (p->other_done)
+            pump_finish(p, 0);
+        else
+            start_shutdown(p);
         return;
     }
     int err = uv_read_start(p->from, alloc_cb, read_cb);
@@ -79,9 +92,32 @@ static int pending_error(uv_stream_t *s)
     return err ? uv_translate_sys_error(err) : 0;
 }
 
+/* EOF from <from>: pass it on as a shutdown once the pending bytes are
+ * written. When the other direction is over already, the owner closes both
+ * streams next, and close sends the FIN: a shutdown would only cost a call. */
+static void got_eof(struct sg_pump *p)
+{
+    p->eof = true;
+    if (p->reading) {
+        uv_read_stop(p->from);
+        p->reading = false;
+    }
+    if (p->writing)
+        return;
+    if (p->other_done)
+        pump_finish(p, 0);
+    else
+        start_shutdown(p);
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    struct sg_pump *p = s->data;
+    sg_pump_read(s->data, nread, buf);
+}
+
+void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf)
+{
+    uv_stream_t *s = p->from;
     if (nread == 0 || p->finished)
         return;
     if (nread == UV_EOF && s->type == UV_TCP) {
@@ -94,11 +130,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
     }
     if (nread == UV_EOF) {
-        p->eof = true;
-        uv_read_stop(s);
-        p->reading = false;
-        if (!p->writing)
-            start_shutdown(p);
+        got_eof(p);
         return;
     }
     if (nread < 0) {
@@ -160,6 +192,21 @@ int sg_pump_start(struct sg_pump *p)
     if (err == 0)
         p->reading = true;
     return err;
+}
+
+void sg_pump_attach(struct sg_pump *p)
+{
+    p->reading = true;
+}
+
+void sg_pump_eof(struct sg_pump *p)
+{
+    got_eof(p);
+}
+
+void sg_pump_other_done(struct sg_pump *p)
+{
+    p->other_done = true;
 }
 
 void sg_pump_stop(struct sg_pump *p)

@@ -38,6 +38,7 @@ struct sg_pump {
     bool writing;
     bool eof;
     bool finished;     /* on_done was called */
+    bool other_done;   /* the other direction is over: EOF needs no shutdown */
     sg_pump_done_cb on_done;
     void *data;        /* the owner's */
 };
@@ -48,6 +49,19 @@ void sg_pump_init(struct sg_pump *p, uv_stream_t *from, uv_stream_t *to, uv_buf_
 
 /* Starts reading. Returns 0 or a libuv error. */
 int sg_pump_start(struct sg_pump *p);
+
+/* The owner already reads <from> with callbacks of its own and hands every
+ * read to sg_pump_read(): the pump takes over without restarting the read
+ * (which would cost epoll calls). Backpressure later stops and restarts the
+ * read with the pump's own callbacks. */
+void sg_pump_attach(struct sg_pump *p);
+void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf);
+
+/* <from> ended before the pump started: pass the EOF on. */
+void sg_pump_eof(struct sg_pump *p);
+
+/* The other direction of the connection is over. */
+void sg_pump_other_done(struct sg_pump *p);
 
 /* Stops for good: no more reads and no callback; pending writes are left to
  * be cancelled when the owner closes the streams. Frees nothing that a write
