@@ -1180,6 +1180,17 @@ def connect(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> socket
     return s
 
 
+def wait_refused(port: int, host: str = "127.0.0.1", timeout: float = 5.0):
+    """Waits (bounded) until nothing listens on host:port any more."""
+    def refused():
+        try:
+            connect(port, host, timeout=1).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+    wait_until(refused, scaled(timeout), what=f"{host}:{port} to refuse connections")
+
+
 def recv_all(s: socket.socket, timeout: float = 10.0, limit: int = 256 * MiB) -> bytes:
     """Reads until EOF (or a reset after some bytes); bounded in time and size."""
     out = bytearray()

@@ -20,6 +20,7 @@ import pytest
 
 import conftest
 from conftest import (
+    wait_refused,
     MiB, client_hello, connect, free_ports, http_exchange, http_listener, http_request,
     json_body, main_config, read_http_response, recv_all, routes_map, scaled, tcp_listener,
     tls_listener, wait_until,
@@ -404,13 +405,7 @@ def test_drain_lets_a_slow_transfer_finish(sixgate, backends):
     sixgate.signal(signal.SIGTERM)
     sixgate.wait_log(r"stopping: no new connections")
 
-    def refused():
-        try:
-            connect(port, timeout=1).close()
-            return False
-        except ConnectionRefusedError:
-            return True
-    wait_until(refused, scaled(5), what="the listener to close")
+    wait_refused(port)
     status, _, body = http_exchange(admin, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (status, body) == ("HTTP/1.1 503 Service Unavailable", b"draining\n")
     h = hashlib.sha256(first)

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from conftest import (
+    wait_refused,
     MiB, connect, free_ports, http_exchange, http_listener, http_request, json_body,
     main_config, read_http_response, routes_map, scaled, tcp_listener, wait_until,
 )
@@ -290,13 +291,7 @@ def test_listener_added_and_removed(sixgate, backends):
         s.sendall(b"new")
         assert s.recv(3) == b"new"
 
-    def refused():
-        try:
-            connect(gone, timeout=1).close()
-            return False
-        except ConnectionRefusedError:
-            return True
-    wait_until(refused, scaled(5), what="the removed listener to refuse")
+    wait_refused(gone)
     for s, msg in ((old, b"after"), (kept, b"still")):
         s.sendall(msg)
         assert s.recv(len(msg)) == msg
