@@ -24,6 +24,9 @@
 #define MAX_DURATION_MS (7ull * 24 * 3600 * 1000)
 #define MAX_WORKERS 256
 #define MAX_LISTENERS 4096
+/* What the map's "version" may hold: it is logged and shown in /metrics. */
+#define PRINTABLE                                                                                  \
+    " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
 
 /* What one parse carries around. */
 struct ctx {
@@ -921,7 +924,11 @@ static void parse_map(struct ctx *c, const unsigned char *buf, size_t len)
                 parse_fallback(c, v);
             } else {
                 seen_version = true;
-                if (want_string(c, v, "version"))
+                if (!want_string(c, v, "version"))
+                    ;
+                else if (v->len > 200 || strspn(v->str, PRINTABLE) != v->len)
+                    errf(c, v, "version must be 1 to 200 printable ASCII characters");
+                else
                     c->snap->map_version = arena_str(c, v);
             }
         }

@@ -54,6 +54,12 @@ void sg_diag_add(struct sg_diag *d, const char *file, size_t line, size_t col, c
         return;
     }
     snprintf(msg, len, "%s%s", head, body);
+    /* Messages quote the files' text, and are logged as lines: a control
+     * byte in a YAML string ("a\n...") must not end a line or forge one. */
+    for (char *p = msg; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    }
     d->msgs[d->count++] = msg;
 }
 

@@ -19,7 +19,8 @@ void sg_diag_init(struct sg_diag *d);
 void sg_diag_free(struct sg_diag *d);
 
 /* Adds one message. <line> and <col> are 1-based; a <line> of 0 leaves out
- * both ("FILE: message"). */
+ * both ("FILE: message"). Control bytes in the message become '?', so that a
+ * message is always exactly one line. */
 void sg_diag_add(struct sg_diag *d, const char *file, size_t line, size_t col, const char *fmt,
                  ...) __attribute__((format(printf, 5, 6)));
 
