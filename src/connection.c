@@ -218,8 +218,6 @@ static void maybe_free(struct sg_conn *c)
 {
     if (c->open_handles > 0)
         return;
-    sg_pump_release(&c->up);
-    sg_pump_release(&c->down);
     free(c->sniff);
     free(c->http);
     sg_snapshot_unref(c->snap);
@@ -698,6 +696,10 @@ static void resolved_cb(struct sg_resolve_waiter *w, int status, const struct so
 /* Routes by c->name (or by nothing: the fallback) and starts the connect. */
 static void route(struct sg_conn *c)
 {
+    /* The head is read: a keep-alive connection need not carry the HTTP
+     * parser's 1.1 KiB for the rest of its life. */
+    free(c->http);
+    c->http = NULL;
     c->t_routed = uv_hrtime();
     sg_histogram_observe(&c->env->stats->sniff, (c->t_routed - c->t_accept) / 1000);
     if (c->listener->protocol == SG_PROTO_TCP) {
