@@ -122,17 +122,3 @@ size_t sg_json_end(struct sg_json *j)
     j->buf[j->len] = '\0';
     return j->len;
 }
-
-size_t sg_escape(const char *s, size_t len, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        size_t one = escaped_len((const unsigned char *)s + i, 1);
-        if (n + one + 1 > cap)
-            break;
-        n += escape_into((const unsigned char *)s + i, 1, out + n);
-    }
-    if (cap > 0)
-        out[n] = '\0';
-    return n;
-}

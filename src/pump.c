@@ -149,7 +149,6 @@ void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf)
     size_t done = n > 0 ? (size_t)n : 0;
     size_t rest = (size_t)nread - done;
     p->pending = malloc(rest);
-    p->pending_len = rest;
     if (p->pending == NULL) {
         pump_finish(p, UV_ENOMEM);
         return;
@@ -211,15 +210,4 @@ void sg_pump_stop(struct sg_pump *p)
         uv_read_stop(p->from);
         p->reading = false;
     }
-}
-
-void sg_pump_release(struct sg_pump *p)
-{
-    free(p->pending);
-    p->pending = NULL;
-}
-
-size_t sg_pump_buffered(const struct sg_pump *p)
-{
-    return p->pending != NULL ? p->pending_len : 0;
 }

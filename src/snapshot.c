@@ -43,14 +43,6 @@ void sg_snapshot_free(struct sg_snapshot *s)
     free(s);
 }
 
-const struct sg_listener_spec *sg_snapshot_listener(const struct sg_snapshot *s, const char *name)
-{
-    for (size_t i = 0; i < s->nlisteners; i++) {
-        if (strcmp(s->listeners[i].name, name) == 0)
-            return &s->listeners[i];
-    }
-    return NULL;
-}
 
 const char *sg_protocol_str(enum sg_protocol p)
 {

@@ -29,8 +29,5 @@ void sg_json_ms(struct sg_json *j, const char *key, uint64_t ns);
 /* Closes the object and adds "\n"; returns the line's length. */
 size_t sg_json_end(struct sg_json *j);
 
-/* Escapes <len> bytes of <s> into <out> (NUL-terminated, cut to fit) the
- * same way; for text logs. Returns the length written. */
-size_t sg_escape(const char *s, size_t len, char *out, size_t cap);
 
 #endif

@@ -29,7 +29,6 @@ struct sg_pump {
     uv_stream_t *to;
     uv_buf_t shared;   /* the loop's read buffer, SG_PUMP_READ_MAX bytes at most */
     char *pending;     /* heap copy being written under backpressure, or NULL */
-    size_t pending_len;
     uv_write_t wreq;
     uv_shutdown_t sreq;
     uint64_t bytes;    /* bytes read from <from> */
@@ -64,14 +63,10 @@ void sg_pump_eof(struct sg_pump *p);
 void sg_pump_other_done(struct sg_pump *p);
 
 /* Stops for good: no more reads and no callback; pending writes are left to
- * be cancelled when the owner closes the streams. Frees nothing that a write
- * in flight still uses: call sg_pump_release() after the streams are closed. */
+ * be cancelled when the owner closes the streams; their callbacks (libuv
+ * runs them, with UV_ECANCELED, before the streams' close callbacks) free
+ * the heap copy. */
 void sg_pump_stop(struct sg_pump *p);
 
-/* Frees the heap copy, if any; only after both streams' close callbacks. */
-void sg_pump_release(struct sg_pump *p);
-
-/* Bytes held on the heap by this pump right now (for metrics). */
-size_t sg_pump_buffered(const struct sg_pump *p);
 
 #endif

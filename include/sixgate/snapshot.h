@@ -96,8 +96,4 @@ void sg_snapshot_unref(struct sg_snapshot *s);
 /* Frees a snapshot that has no reference left. */
 void sg_snapshot_free(struct sg_snapshot *s);
 
-/* The listener named <name>, or NULL. */
-const struct sg_listener_spec *sg_snapshot_listener(const struct sg_snapshot *s,
-                                                    const char *name);
-
 #endif

@@ -31,12 +31,4 @@ TEST(overflow_keeps_the_object_closed)
     CHECK(j.truncated);
 }
 
-TEST(escape_for_text)
-{
-    char out[16];
-    CHECK_EQ(sg_escape("a\nb", 3, out, sizeof(out)), 8);
-    CHECK_STR(out, "a\\u000ab");
-    CHECK_EQ(sg_escape("abcdefghijklmnopq", 17, out, sizeof(out)), 15);
-}
-
-TEST_MAIN(T(fields_and_escapes), T(overflow_keeps_the_object_closed), T(escape_for_text))
+TEST_MAIN(T(fields_and_escapes), T(overflow_keeps_the_object_closed))
