@@ -1,4 +1,5 @@
 #include "sixgate/admin.h"
+#include "sixgate/listener.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,7 +204,7 @@ struct sg_admin *sg_admin_open(uv_loop_t *loop, const union sg_sockaddr *addr,
     a->listener.data = a;
     int err = uv_tcp_bind(&a->listener, &addr->sa, addr->sa.sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
     if (err == 0)
-        err = uv_listen((uv_stream_t *)&a->listener, 64, accept_cb);
+        err = uv_listen((uv_stream_t *)&a->listener, SG_LISTEN_BACKLOG, accept_cb);
     if (err < 0) {
         sg_log_err(log, "admin: cannot listen on %s: %s",
                    sg_sockaddr_format(&addr->sa, text, sizeof(text)), uv_strerror(err));

@@ -1,4 +1,5 @@
 #include "sixgate/config.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -178,7 +179,7 @@ static void get_bool(struct ctx *c, const struct sg_ynode *v, bool *out, const c
         errf(c, v, "%s must be true or false, not '%s'", what, v->str);
 }
 
-static bool get_proxy_protocol(struct ctx *c, const struct sg_ynode *v, uint8_t *out)
+static bool get_proxy_protocol(struct ctx *c, const struct sg_ynode *v, enum sg_proxy_protocol *out)
 {
     if (!want_string(c, v, "proxy_protocol"))
         return false;
@@ -265,7 +266,7 @@ static const struct key_def timeout_keys[] = {
 static void key_timeouts(struct ctx *c, const struct sg_ynode *v, void *obj)
 {
     (void)obj;
-    walk_map(c, v, "timeouts", timeout_keys, sizeof(timeout_keys) / sizeof(timeout_keys[0]),
+    walk_map(c, v, "timeouts", timeout_keys, SG_ARRAY_LEN(timeout_keys),
              &c->snap->timeouts);
 }
 
@@ -288,7 +289,7 @@ static const struct key_def limit_keys[] = {
 
 static void key_limits(struct ctx *c, const struct sg_ynode *v, void *obj)
 {
-    walk_map(c, v, "limits", limit_keys, sizeof(limit_keys) / sizeof(limit_keys[0]), obj);
+    walk_map(c, v, "limits", limit_keys, SG_ARRAY_LEN(limit_keys), obj);
 }
 
 static void key_log_level(struct ctx *c, const struct sg_ynode *v, void *obj)
@@ -297,7 +298,7 @@ static void key_log_level(struct ctx *c, const struct sg_ynode *v, void *obj)
     struct sg_snapshot *s = obj;
     if (!want_string(c, v, "log.level"))
         return;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    for (size_t i = 0; i < SG_ARRAY_LEN(names); i++) {
         if (strcmp(v->str, names[i]) == 0) {
             s->log_level = (enum sg_log_level)i;
             return;
@@ -328,7 +329,7 @@ static const struct key_def log_keys[] = {
 
 static void key_log(struct ctx *c, const struct sg_ynode *v, void *obj)
 {
-    walk_map(c, v, "log", log_keys, sizeof(log_keys) / sizeof(log_keys[0]), obj);
+    walk_map(c, v, "log", log_keys, SG_ARRAY_LEN(log_keys), obj);
 }
 
 struct admin_tmp {
@@ -374,7 +375,7 @@ static void key_admin(struct ctx *c, const struct sg_ynode *v, void *obj)
     (void)obj;
     struct admin_tmp a = {0};
     unsigned seen =
-        walk_map(c, v, "admin", admin_keys, sizeof(admin_keys) / sizeof(admin_keys[0]), &a);
+        walk_map(c, v, "admin", admin_keys, SG_ARRAY_LEN(admin_keys), &a);
     if (v->kind == SG_YMAP && !(seen & 1u))
         errf(c, v, "admin needs 'listen' (e.g. \"127.0.0.1:9180\")");
     if (a.listen != NULL && !a.allow_remote && !is_loopback(&c->snap->admin))
@@ -401,7 +402,7 @@ static const struct key_def reload_keys[] = {
 
 static void key_reload(struct ctx *c, const struct sg_ynode *v, void *obj)
 {
-    walk_map(c, v, "reload", reload_keys, sizeof(reload_keys) / sizeof(reload_keys[0]), obj);
+    walk_map(c, v, "reload", reload_keys, SG_ARRAY_LEN(reload_keys), obj);
 }
 
 static void key_resolver_cache(struct ctx *c, const struct sg_ynode *v, void *obj)
@@ -422,7 +423,7 @@ static const struct key_def resolver_keys[] = {
 
 static void key_resolver(struct ctx *c, const struct sg_ynode *v, void *obj)
 {
-    walk_map(c, v, "resolver", resolver_keys, sizeof(resolver_keys) / sizeof(resolver_keys[0]),
+    walk_map(c, v, "resolver", resolver_keys, SG_ARRAY_LEN(resolver_keys),
              obj);
 }
 
@@ -627,7 +628,7 @@ static const struct key_def listener_keys[] = {
 /* Parses a backend address into <out>; a host name is copied into <arena>
  * when one is given, else it points into <a>, which must outlive <out>. */
 static bool parse_backend(struct ctx *c, const struct sg_ynode *v, struct sg_addr *a,
-                          struct sg_backend *out, uint8_t proxy_protocol, struct sg_arena *arena)
+                          struct sg_backend *out, enum sg_proxy_protocol proxy_protocol, struct sg_arena *arena)
 {
     if (!want_string(c, v, "backend"))
         return false;
@@ -653,7 +654,7 @@ static void parse_listener(struct ctx *c, const struct sg_ynode *v, struct sg_li
     struct listener_tmp t = {.spec = spec, .node = v};
     spec->line = v->line;
     unsigned seen = walk_map(c, v, "a listener", listener_keys,
-                             sizeof(listener_keys) / sizeof(listener_keys[0]), &t);
+                             SG_ARRAY_LEN(listener_keys), &t);
     if (v->kind != SG_YMAP)
         return;
     static const char *const required[] = {"name", "listen", "protocol"};
@@ -664,7 +665,7 @@ static void parse_listener(struct ctx *c, const struct sg_ynode *v, struct sg_li
     if (!t.has_protocol)
         return;
     if (spec->protocol == SG_PROTO_TCP) {
-        uint8_t pp = spec->backend.proxy_protocol;
+        enum sg_proxy_protocol pp = spec->backend.proxy_protocol;
         struct sg_addr a;
         if (t.backend == NULL)
             errf(c, v, "listener '%s' has protocol tcp and needs a 'backend'",
@@ -739,7 +740,7 @@ static const struct key_def main_keys[] = {
 
 struct route_tmp {
     const struct sg_ynode *backend;
-    uint8_t proxy_protocol;
+    enum sg_proxy_protocol proxy_protocol;
 };
 
 static void key_route_backend(struct ctx *c, const struct sg_ynode *v, void *obj)
@@ -766,7 +767,7 @@ static bool parse_route_value(struct ctx *c, const struct sg_ynode *v, const cha
     if (v->kind == SG_YSCALAR)
         return parse_backend(c, v, a, out, SG_PROXY_NONE, NULL);
     struct route_tmp t = {0};
-    unsigned seen = walk_map(c, v, what, route_keys, sizeof(route_keys) / sizeof(route_keys[0]), &t);
+    unsigned seen = walk_map(c, v, what, route_keys, SG_ARRAY_LEN(route_keys), &t);
     if (v->kind != SG_YMAP)
         return false;
     if (!(seen & 1u)) {
@@ -1039,7 +1040,7 @@ static void parse_main(struct ctx *c, const unsigned char *buf, size_t len)
     if (!sg_yreader_finish(&r))
         goto out;
     unsigned seen = walk_map(c, root, "the main config", main_keys,
-                             sizeof(main_keys) / sizeof(main_keys[0]), c->snap);
+                             SG_ARRAY_LEN(main_keys), c->snap);
     if (root->kind == SG_YMAP && !(seen & 1u))
         errf(c, root, "the main config needs 'listeners'");
 out:

@@ -1,4 +1,5 @@
 #include "sixgate/connection.h"
+#include "util.h"
 
 #include <assert.h>
 #include <stddef.h>
@@ -124,7 +125,7 @@ static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reaso
 static void start_connect(struct sg_conn *c);
 static void timer_cb(uv_timer_t *t);
 
-#define CONN_OF(ptr, member) ((struct sg_conn *)((char *)(ptr)-offsetof(struct sg_conn, member)))
+#define CONN_OF(ptr, member) SG_CONTAINER_OF(ptr, struct sg_conn, member)
 
 /* ---- state and timer ---------------------------------------------------- */
 
@@ -827,14 +828,14 @@ static void proxy_header_process(struct sg_conn *c)
 {
     struct sg_proxy_info info;
     switch (sg_proxy_header_decode(c->sniff, c->sniff_len, &info)) {
-    case SG_PROXY_NEED_MORE:
+    case SG_PROXY_HDR_NEED_MORE:
         if (c->sniff_len >= SG_PROXY_DECODE_MAX)
             conn_close_ex(c, SG_OUT_PROXY_REFUSED, "PROXY header too long", true);
         return;
-    case SG_PROXY_INVALID:
+    case SG_PROXY_HDR_INVALID:
         conn_close_ex(c, SG_OUT_PROXY_REFUSED, info.detail, true);
         return;
-    case SG_PROXY_OK:
+    case SG_PROXY_HDR_OK:
         break;
     }
     c->sniff_skip = info.header_len;

@@ -7,14 +7,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int open_socket(const union sg_sockaddr *addr, bool reuseport, int backlog, int *out)
+/* A probe (<listening> false) only binds, without SO_REUSEPORT; a worker's
+ * socket also listens. */
+static int open_socket(const union sg_sockaddr *addr, bool listening, int *out)
 {
     int one = 1, err = 0;
     int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+        (listening && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
         (addr->sa.sa_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)) {
         err = -errno;
@@ -24,7 +26,7 @@ static int open_socket(const union sg_sockaddr *addr, bool reuseport, int backlo
         err = -errno;
         goto out_close;
     }
-    if (backlog > 0 && listen(fd, backlog) != 0) {
+    if (listening && listen(fd, SG_LISTEN_BACKLOG) != 0) {
         err = -errno;
         goto out_close;
     }
@@ -35,13 +37,12 @@ out_close:
     return err;
 }
 
-int sg_bound_open(const union sg_sockaddr *addr, unsigned nworkers, int backlog,
-                  struct sg_bound **out)
+int sg_bound_open(const union sg_sockaddr *addr, unsigned nworkers, struct sg_bound **out)
 {
     /* SO_REUSEPORT would let this bind share a port with another process of
      * the same user (a second sixgate started by mistake) and silently split
      * its traffic. A probe bound without it fails if anyone holds the port. */
-    int probe, err = open_socket(addr, false, 0, &probe);
+    int probe, err = open_socket(addr, false, &probe);
     if (err < 0)
         return err;
     close(probe);
@@ -53,7 +54,7 @@ int sg_bound_open(const union sg_sockaddr *addr, unsigned nworkers, int backlog,
     b->addr = *addr;
     sg_sockaddr_format(&addr->sa, b->text, sizeof(b->text));
     for (unsigned i = 0; i < nworkers; i++) {
-        err = open_socket(addr, true, backlog, &b->fds[i]);
+        err = open_socket(addr, true, &b->fds[i]);
         if (err < 0) {
             sg_bound_unref(b);
             return err;

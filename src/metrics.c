@@ -1,5 +1,6 @@
 #include "sixgate/metrics.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,13 +84,13 @@ struct lsum {
 };
 
 static void render_histogram(FILE *out, const char *name, const char *help,
-                             struct sg_worker_stats *const *ws, size_t n, size_t which)
+                             struct sg_worker_stats *const *ws, size_t n,
+                             size_t offset /* of the histogram in struct sg_worker_stats */)
 {
     uint64_t b[SG_HIST_BUCKETS + 1] = {0}, count = 0, sum = 0;
     for (size_t w = 0; w < n; w++) {
-        struct sg_histogram *h = which == 0   ? &ws[w]->sniff
-                                 : which == 1 ? &ws[w]->connect
-                                              : &ws[w]->loop_busy;
+        struct sg_histogram *h =
+            (struct sg_histogram *)(void *)((char *)ws[w] + offset);
         for (size_t i = 0; i <= SG_HIST_BUCKETS; i++)
             b[i] += ld(&h->buckets[i]);
         count += ld(&h->count);
@@ -172,13 +173,13 @@ void sg_metrics_render(FILE *out, struct sg_worker_stats *const *ws, size_t n,
                 sums[k].name, (unsigned long long)sums[k].bytes_b);
     }
     render_histogram(out, "sixgate_sniff_duration_seconds",
-                     "Time from accept until the name was known.", ws, n, 0);
+                     "Time from accept until the name was known.", ws, n, offsetof(struct sg_worker_stats, sniff));
     render_histogram(out, "sixgate_connect_duration_seconds",
-                     "Time from routing until the backend connection was up.", ws, n, 1);
+                     "Time from routing until the backend connection was up.", ws, n, offsetof(struct sg_worker_stats, connect));
     render_histogram(out, "sixgate_loop_busy_seconds",
                      "Time a worker's event loop spent in the callbacks of one iteration: how "
                      "long it could not react to anything else.",
-                     ws, n, 2);
+                     ws, n, offsetof(struct sg_worker_stats, loop_busy));
     uint64_t dns[4] = {0};
     for (size_t w = 0; w < n; w++) {
         dns[0] += ld(&ws[w]->dns.lookups);

@@ -23,7 +23,7 @@ static void as_v6(const struct sockaddr *sa, struct sockaddr_in6 *out)
     memcpy(out->sin6_addr.s6_addr + 12, &in->sin_addr, 4);
 }
 
-size_t sg_proxy_header_encode(int version, const struct sockaddr *src, const struct sockaddr *dst,
+size_t sg_proxy_header_encode(enum sg_proxy_protocol version, const struct sockaddr *src, const struct sockaddr *dst,
                               const char *authority, size_t authority_len, uint8_t *out,
                               size_t cap)
 {
@@ -36,7 +36,7 @@ size_t sg_proxy_header_encode(int version, const struct sockaddr *src, const str
     const struct sockaddr_in *s4 = (const struct sockaddr_in *)src;
     const struct sockaddr_in *d4 = (const struct sockaddr_in *)dst;
 
-    if (version == 1) {
+    if (version == SG_PROXY_V1) {
         char sa[INET6_ADDRSTRLEN], da[INET6_ADDRSTRLEN];
         unsigned sp, dp;
         if (v4) {
@@ -58,7 +58,7 @@ size_t sg_proxy_header_encode(int version, const struct sockaddr *src, const str
     size_t addr_len = v4 ? 12 : 36;
     size_t tlv_len = authority_len > 0 ? 3 + authority_len : 0;
     size_t total = 16 + addr_len + tlv_len;
-    if (version != 2 || total > cap || authority_len > 255)
+    if (version != SG_PROXY_V2 || total > cap || authority_len > 255)
         return 0;
     memcpy(out, v2_sig, 12);
     out[12] = 0x21;             /* version 2, PROXY */
@@ -90,7 +90,7 @@ size_t sg_proxy_header_encode(int version, const struct sockaddr *src, const str
 static enum sg_proxy_parse invalid(struct sg_proxy_info *out, const char *why)
 {
     out->detail = why;
-    return SG_PROXY_INVALID;
+    return SG_PROXY_HDR_INVALID;
 }
 
 /* Parses one space-terminated field of a v1 header. */
@@ -132,7 +132,7 @@ static enum sg_proxy_parse decode_v1(const uint8_t *buf, size_t len, struct sg_p
     const uint8_t *nl = memchr(buf, '\n', len < max ? len : max);
     if (nl == NULL)
         return len >= max ? invalid(out, "PROXY v1 line longer than 107 bytes")
-                          : SG_PROXY_NEED_MORE;
+                          : SG_PROXY_HDR_NEED_MORE;
     if (nl == buf || nl[-1] != '\r')
         return invalid(out, "PROXY v1 line does not end in CRLF");
     const char *p = (const char *)buf + 6, *end = (const char *)nl - 1;
@@ -142,7 +142,7 @@ static enum sg_proxy_parse decode_v1(const uint8_t *buf, size_t len, struct sg_p
         return invalid(out, "PROXY v1 without a protocol");
     if (strcmp(proto, "UNKNOWN") == 0) {
         out->has_addresses = false;
-        return SG_PROXY_OK;
+        return SG_PROXY_HDR_OK;
     }
     int family = strcmp(proto, "TCP4") == 0 ? AF_INET : strcmp(proto, "TCP6") == 0 ? AF_INET6 : 0;
     if (family == 0)
@@ -163,13 +163,13 @@ static enum sg_proxy_parse decode_v1(const uint8_t *buf, size_t len, struct sg_p
     sg_sockaddr_set_port(&out->src, sport);
     sg_sockaddr_set_port(&out->dst, dport);
     out->has_addresses = true;
-    return SG_PROXY_OK;
+    return SG_PROXY_HDR_OK;
 }
 
 static enum sg_proxy_parse decode_v2(const uint8_t *buf, size_t len, struct sg_proxy_info *out)
 {
     if (len < 16)
-        return SG_PROXY_NEED_MORE;
+        return SG_PROXY_HDR_NEED_MORE;
     if ((buf[12] >> 4) != 2)
         return invalid(out, "PROXY v2 version is not 2");
     unsigned cmd = buf[12] & 0x0f;
@@ -179,12 +179,12 @@ static enum sg_proxy_parse decode_v2(const uint8_t *buf, size_t len, struct sg_p
     if (16 + body > SG_PROXY_DECODE_MAX)
         return invalid(out, "PROXY v2 header longer than the limit");
     if (len < 16 + body)
-        return SG_PROXY_NEED_MORE;
+        return SG_PROXY_HDR_NEED_MORE;
     out->header_len = 16 + body;
     unsigned fam = buf[13] >> 4, proto = buf[13] & 0x0f;
     if (cmd == 0 || fam == 0) { /* LOCAL, or UNSPEC: the connection's own addresses count */
         out->has_addresses = false;
-        return SG_PROXY_OK;
+        return SG_PROXY_HDR_OK;
     }
     if (proto != 1)
         return invalid(out, "PROXY v2 transport is not STREAM");
@@ -211,7 +211,7 @@ static enum sg_proxy_parse decode_v2(const uint8_t *buf, size_t len, struct sg_p
         return invalid(out, "PROXY v2 family is not IPv4 or IPv6");
     }
     out->has_addresses = true;
-    return SG_PROXY_OK;
+    return SG_PROXY_HDR_OK;
 }
 
 enum sg_proxy_parse sg_proxy_header_decode(const uint8_t *buf, size_t len,
@@ -221,9 +221,9 @@ enum sg_proxy_parse sg_proxy_header_decode(const uint8_t *buf, size_t len,
     static const char v1_sig[6] = {'P', 'R', 'O', 'X', 'Y', ' '};
     size_t n = len < 12 ? len : 12;
     if (memcmp(buf, v2_sig, n) == 0)
-        return n < 12 ? SG_PROXY_NEED_MORE : decode_v2(buf, len, out);
+        return n < 12 ? SG_PROXY_HDR_NEED_MORE : decode_v2(buf, len, out);
     n = len < 6 ? len : 6;
     if (memcmp(buf, v1_sig, n) == 0)
-        return n < 6 ? SG_PROXY_NEED_MORE : decode_v1(buf, len, out);
+        return n < 6 ? SG_PROXY_HDR_NEED_MORE : decode_v1(buf, len, out);
     return invalid(out, "no PROXY protocol header");
 }

@@ -44,16 +44,12 @@ static size_t bucket_of(const char *host, uint16_t port)
     return h % BUCKETS;
 }
 
-static void count(struct sg_resolver *r, size_t which)
-{
-    if (r->stats == NULL)
-        return;
-    _Atomic uint64_t *c = which == 0   ? &r->stats->lookups
-                          : which == 1 ? &r->stats->hits
-                          : which == 2 ? &r->stats->joined
-                                       : &r->stats->failures;
-    sg_stat_add(c, 1);
-}
+/* Adds one to the counter <field> of r->stats, when the resolver has stats. */
+#define COUNT(r, field)                                                                            \
+    do {                                                                                           \
+        if ((r)->stats != NULL)                                                                    \
+            sg_stat_add(&(r)->stats->field, 1);                                                    \
+    } while (0)
 
 struct sg_resolver *sg_resolver_new(uv_loop_t *loop, uint64_t ttl_ms, uint64_t negative_ttl_ms,
                                     struct sg_dns_stats *stats)
@@ -137,7 +133,7 @@ static int start_lookup(struct sg_resolve_entry *e)
     if (err == 0) {
         e->looking_up = true;
         e->r->inflight++;
-        count(e->r, 0);
+        COUNT(e->r, lookups);
     }
     return err;
 }
@@ -160,7 +156,7 @@ static void lookup_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         status = UV_EAI_NODATA;
     e->status = status;
     if (status != 0 && status != UV_EAI_CANCELED)
-        count(r, 3);
+        COUNT(r, failures);
     /* A cancelled lookup (a stop) is not an answer worth keeping. */
     e->expires = uv_now(r->loop) + (status == 0                   ? r->ttl_ms
                                     : status == UV_EAI_CANCELED   ? 0
@@ -202,7 +198,7 @@ enum sg_resolve_now sg_resolve(struct sg_resolver *r, const char *host, uint16_t
             break;
     }
     if (e != NULL && !e->looking_up && e->expires > now) {
-        count(r, 1);
+        COUNT(r, hits);
         *status = e->status;
         *naddrs = e->naddrs;
         memcpy(addrs, e->addrs, e->naddrs * sizeof(addrs[0]));
@@ -227,7 +223,7 @@ enum sg_resolve_now sg_resolve(struct sg_resolver *r, const char *host, uint16_t
         r->nentries++;
     }
     if (e->looking_up) {
-        count(r, 2);
+        COUNT(r, joined);
     } else {
         int err = start_lookup(e);
         if (err < 0) {

@@ -394,7 +394,7 @@ const char *sg_match_str(enum sg_match m)
 }
 
 void sg_backend_from_addr(struct sg_backend *out, const struct sg_addr *a, const char *host,
-                          uint8_t proxy_protocol)
+                          enum sg_proxy_protocol proxy_protocol)
 {
     memset(out, 0, sizeof(*out));
     if (a->kind == SG_ADDR_IP)

@@ -1,4 +1,5 @@
 #include "sixgate/server.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,8 +19,6 @@
 #include "sixgate/log.h"
 #include "sixgate/notify.h"
 #include "sixgate/worker.h"
-
-#define LISTEN_BACKLOG 4096
 
 struct reload_job {
     uv_thread_t thread;
@@ -194,7 +193,7 @@ static struct sg_bound **bind_all(struct sg_server *srv, const struct sg_snapsho
                 v[n++] = sg_bound_ref(b);
                 continue;
             }
-            int err = sg_bound_open(&l->addrs[j].addr, srv->nworkers, LISTEN_BACKLOG, &b);
+            int err = sg_bound_open(&l->addrs[j].addr, srv->nworkers, &b);
             if (err < 0) {
                 sg_log_err(&srv->log, "listener %s: cannot listen on %s: %s%s", l->name,
                            l->addrs[j].text, strerror(-err),
@@ -489,7 +488,7 @@ static void close_control_handles(struct sg_server *srv)
         (uv_handle_t *)&srv->worker_done, (uv_handle_t *)&srv->reaper,
         (uv_handle_t *)&srv->reload_done,
     };
-    for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
+    for (size_t i = 0; i < SG_ARRAY_LEN(hs); i++) {
         if (!uv_is_closing(hs[i]))
             uv_close(hs[i], close_cb_ignore);
     }

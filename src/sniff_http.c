@@ -20,6 +20,7 @@
  * end of whatever chunk arrived, so the verdict does not depend on how the
  * bytes were split: the fuzz target checks exactly that. */
 #include "sixgate/sniff_http.h"
+#include "util.h"
 
 #include <string.h>
 
@@ -31,7 +32,7 @@ static const char incomplete[] = "request head incomplete";
  * without relying on parser.data, which a copied struct would leave stale. */
 static struct sg_http_sniffer *sniffer_of(llhttp_t *p)
 {
-    return (struct sg_http_sniffer *)(void *)((char *)p - offsetof(struct sg_http_sniffer, parser));
+    return SG_CONTAINER_OF(p, struct sg_http_sniffer, parser);
 }
 
 static bool is_ows(unsigned char c)
@@ -219,7 +220,7 @@ static const char *name_refusal(bool authority, enum sg_name_status st)
         [SG_NAME_BAD_IP_LITERAL] = "authority: invalid IPv6 literal",
     };
     const char *const *table = authority ? auth : host;
-    if ((size_t)st < sizeof(host) / sizeof(host[0]) && table[st] != NULL)
+    if ((size_t)st < SG_ARRAY_LEN(host) && table[st] != NULL)
         return table[st];
     return authority ? "authority: invalid name" : "Host: invalid name";
 }
@@ -472,7 +473,7 @@ static const struct {
 /* An out-of-range <r> is a caller bug; it gets NULL and a length of 0. */
 const char *sg_http_refusal_bytes(enum sg_http_refusal r, size_t *len)
 {
-    if ((size_t)r >= sizeof(responses) / sizeof(responses[0])) {
+    if ((size_t)r >= SG_ARRAY_LEN(responses)) {
         *len = 0;
         return NULL;
     }

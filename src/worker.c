@@ -1,4 +1,5 @@
 #include "sixgate/worker.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,8 +18,6 @@ struct sg_worker_listener {
     struct sg_listener_stats *stats;
     struct sg_worker_listener *next;
 };
-
-#define LISTEN_BACKLOG 4096
 
 struct sg_worker_msg *sg_worker_msg_new(struct sg_snapshot *snap, enum sg_worker_mode mode,
                                         size_t nbinds)
@@ -90,12 +89,13 @@ static void open_listener(struct sg_worker *w, const struct sg_worker_bind *b)
     l->handle.data = l;
     int err = uv_tcp_open(&l->handle, fd);
     if (err == 0)
-        err = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, accept_cb);
+        err = uv_listen((uv_stream_t *)&l->handle, SG_LISTEN_BACKLOG, accept_cb);
     if (err < 0) {
         sg_log_err(w->log, "worker %u: listener %s %s: %s", w->id, spec->name, b->bound->text,
                    uv_strerror(err));
-        if (l->handle.io_watcher.fd < 0)
-            close(fd);
+        uv_os_fd_t opened;
+        if (uv_fileno((uv_handle_t *)&l->handle, &opened) != 0)
+            close(fd); /* uv_tcp_open() did not take it */
         close_listener(l);
         return;
     }
@@ -144,7 +144,7 @@ static void finish(struct sg_worker *w)
 
 static void on_empty(struct sg_conn_env *env)
 {
-    struct sg_worker *w = (struct sg_worker *)((char *)env - offsetof(struct sg_worker, env));
+    struct sg_worker *w = SG_CONTAINER_OF(env, struct sg_worker, env);
     if (w->mode != SG_WORKER_RUN)
         finish(w);
 }

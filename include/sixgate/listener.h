@@ -13,6 +13,10 @@
 
 #include "sixgate/address.h"
 
+/* The accept queue of every listening socket. libuv's uv_listen() calls
+ * listen(2) again with it, so both must pass this same value. */
+#define SG_LISTEN_BACKLOG 4096
+
 struct sg_bound {
     atomic_uint refs;
     union sg_sockaddr addr;
@@ -25,8 +29,7 @@ struct sg_bound {
  * IPV6_V6ONLY, so "[::]:443" and "0.0.0.0:443" can both be listed. Fails
  * with -EADDRINUSE when any other socket holds the address, even one of
  * another sixgate with SO_REUSEPORT. Returns 0 or a negative errno. */
-int sg_bound_open(const union sg_sockaddr *addr, unsigned nworkers, int backlog,
-                  struct sg_bound **out);
+int sg_bound_open(const union sg_sockaddr *addr, unsigned nworkers, struct sg_bound **out);
 
 struct sg_bound *sg_bound_ref(struct sg_bound *b);
 void sg_bound_unref(struct sg_bound *b);

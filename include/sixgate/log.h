@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "sixgate/snapshot.h"
+enum sg_log_level { SG_LOG_ERROR, SG_LOG_WARN, SG_LOG_INFO, SG_LOG_DEBUG };
 
 struct sg_logger {
     atomic_int level;     /* enum sg_log_level; changed by reloads */

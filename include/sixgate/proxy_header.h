@@ -18,18 +18,21 @@
 /* v2 TLV type of the host name the client asked for (SNI or Host). */
 #define SG_PP2_TYPE_AUTHORITY 0x02
 
-/* Writes a header of <version> (1 or 2) for a connection from <src> to
+/* Which PROXY protocol header a backend gets in front of the client's bytes. */
+enum sg_proxy_protocol { SG_PROXY_NONE = 0, SG_PROXY_V1 = 1, SG_PROXY_V2 = 2 };
+
+/* Writes a header of <version> (v1 or v2) for a connection from <src> to
  * <dst> into <out>; with version 2 and a non-empty <authority>, adds it as
  * a PP2_TYPE_AUTHORITY TLV. When the families differ, IPv4 addresses are
  * written as IPv4-mapped IPv6. Returns the length, 0 when <cap> is short. */
-size_t sg_proxy_header_encode(int version, const struct sockaddr *src, const struct sockaddr *dst,
+size_t sg_proxy_header_encode(enum sg_proxy_protocol version, const struct sockaddr *src, const struct sockaddr *dst,
                               const char *authority, size_t authority_len, uint8_t *out,
                               size_t cap);
 
 enum sg_proxy_parse {
-    SG_PROXY_NEED_MORE = 0,
-    SG_PROXY_OK,
-    SG_PROXY_INVALID,
+    SG_PROXY_HDR_NEED_MORE = 0,
+    SG_PROXY_HDR_OK,
+    SG_PROXY_HDR_INVALID,
 };
 
 /* The largest header sg_proxy_header_decode() accepts (v2 with TLVs). */

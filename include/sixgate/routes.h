@@ -9,20 +9,19 @@
 
 #include "sixgate/address.h"
 #include "sixgate/hostname.h"
-
-enum sg_proxy_protocol { SG_PROXY_NONE = 0, SG_PROXY_V1 = 1, SG_PROXY_V2 = 2 };
+#include "sixgate/proxy_header.h"
 
 /* Where a connection goes. Owned by the table (or snapshot) that holds it. */
 struct sg_backend {
     union sg_sockaddr ip; /* the address, when <host> is NULL */
     const char *host;     /* a DNS name resolved to AAAA on connect; NULL for a literal */
     uint16_t port;        /* 0: the port the client connected to */
-    uint8_t proxy_protocol;
+    enum sg_proxy_protocol proxy_protocol;
 };
 
 /* Fills <out> from a parsed address; <host> (if any) must outlive <out>. */
 void sg_backend_from_addr(struct sg_backend *out, const struct sg_addr *a, const char *host,
-                          uint8_t proxy_protocol);
+                          enum sg_proxy_protocol proxy_protocol);
 
 /* Formats the backend as written: "[2001:db8::5]:443", "name:443"; a port
  * of 0 is shown as <listener_port> (when non-zero) or left out. */

@@ -13,6 +13,7 @@
 #include "sixgate/address.h"
 #include "sixgate/arena.h"
 #include "sixgate/cidr.h"
+#include "sixgate/log.h"
 #include "sixgate/routes.h"
 
 enum sg_protocol { SG_PROTO_TLS, SG_PROTO_HTTP, SG_PROTO_TCP };
@@ -41,8 +42,6 @@ struct sg_timeouts {
     uint64_t idle_ms;    /* no byte in either direction */
     uint64_t drain_ms;   /* graceful stop: how long established connections may go on */
 };
-
-enum sg_log_level { SG_LOG_ERROR, SG_LOG_WARN, SG_LOG_INFO, SG_LOG_DEBUG };
 
 struct sg_snapshot {
     atomic_uint refs;
