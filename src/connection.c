@@ -482,7 +482,7 @@ static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reaso
 
 /* ---- splicing ----------------------------------------------------------- */
 
-static void pump_done_cb(struct sg_pump *p, int status)
+static void pump_done_cb(struct sg_pump *p, int status, enum sg_pump_side failed)
 {
     struct sg_conn *c = p->data;
     if (c->state != SG_CONN_SPLICING)
@@ -494,16 +494,15 @@ static void pump_done_cb(struct sg_pump *p, int status)
             sg_pump_other_done(p == &c->up ? &c->down : &c->up);
         return;
     }
-    /* Which side failed: a read error belongs to <from>, a write or shutdown
-     * error to <to>. A reset is passed on as a reset, so that a truncated
-     * transfer never looks complete to the client. */
+    /* The pump names the stream that failed. A reset is passed on as a
+     * reset, so that a truncated transfer never looks complete to the
+     * client. */
     bool from_client = p == &c->up;
-    bool reading = !p->eof && !p->writing && status != UV_EPIPE;
-    bool client_side = reading ? from_client : !from_client;
+    bool client_side = failed == SG_PUMP_FROM ? from_client : !from_client;
     /* A peer that already sent its EOF and then resets (it closed with our
      * last bytes unread) has simply finished: not an error. */
     struct sg_pump *peer_reader = client_side ? &c->up : &c->down;
-    if (!reading && peer_reader->eof &&
+    if (failed == SG_PUMP_TO && peer_reader->eof &&
         (status == UV_ENOTCONN || status == UV_EPIPE || status == UV_ECONNRESET)) {
         if (++c->directions_done == 2)
             conn_close(c, SG_OUT_OK, client_side ? "client closed first" : "backend closed first");

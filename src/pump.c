@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-static void pump_finish(struct sg_pump *p, int status)
+static void pump_finish(struct sg_pump *p, int status, enum sg_pump_side failed)
 {
     if (p->finished)
         return;
@@ -13,7 +13,7 @@ static void pump_finish(struct sg_pump *p, int status)
         uv_read_stop(p->from);
         p->reading = false;
     }
-    p->on_done(p, status);
+    p->on_done(p, status, failed);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -28,7 +28,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
     struct sg_pump *p = req->data;
     if (status == UV_ECANCELED)
         return; /* the owner is closing the stream */
-    pump_finish(p, status);
+    pump_finish(p, status, SG_PUMP_TO);
 }
 
 /* libuv's shutdown happens on the next loop iteration, once the stream is
@@ -41,7 +41,7 @@ static void start_shutdown(struct sg_pump *p)
     p->sreq.data = p;
     int err = uv_shutdown(&p->sreq, p->to, shutdown_cb);
     if (err < 0)
-        pump_finish(p, err);
+        pump_finish(p, err, SG_PUMP_TO);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -56,19 +56,19 @@ static void write_cb(uv_write_t *req, int status)
     if (status == UV_ECANCELED || p->finished)
         return;
     if (status < 0) {
-        pump_finish(p, status);
+        pump_finish(p, status, SG_PUMP_TO);
         return;
     }
     if (p->eof) {
         if (p->other_done)
-            pump_finish(p, 0);
+            pump_finish(p, 0, SG_PUMP_FROM);
         else
             start_shutdown(p);
         return;
     }
     int err = uv_read_start(p->from, alloc_cb, read_cb);
     if (err < 0)
-        pump_finish(p, err);
+        pump_finish(p, err, SG_PUMP_FROM);
     else
         p->reading = true;
 }
@@ -100,7 +100,7 @@ static void got_eof(struct sg_pump *p)
     if (p->writing)
         return;
     if (p->other_done)
-        pump_finish(p, 0);
+        pump_finish(p, 0, SG_PUMP_FROM);
     else
         start_shutdown(p);
 }
@@ -120,7 +120,7 @@ void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf)
         /* EPIPE is what a reset after the peer's FIN leaves (it came in
          * CLOSE_WAIT): everything before the FIN arrived, so it is an EOF. */
         if (err < 0 && err != UV_EPIPE) {
-            pump_finish(p, err);
+            pump_finish(p, err, SG_PUMP_FROM);
             return;
         }
     }
@@ -129,7 +129,7 @@ void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
-        pump_finish(p, (int)nread);
+        pump_finish(p, (int)nread, SG_PUMP_FROM);
         return;
     }
     p->bytes += (uint64_t)nread;
@@ -141,7 +141,7 @@ void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf)
     if (n == nread)
         return;
     if (n < 0 && n != UV_EAGAIN) {
-        pump_finish(p, n);
+        pump_finish(p, n, SG_PUMP_TO);
         return;
     }
     /* Backpressure: keep the rest on the heap and stop reading until the
@@ -150,7 +150,7 @@ void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf)
     size_t rest = (size_t)nread - done;
     p->pending = malloc(rest);
     if (p->pending == NULL) {
-        pump_finish(p, UV_ENOMEM);
+        pump_finish(p, UV_ENOMEM, SG_PUMP_FROM);
         return;
     }
     memcpy(p->pending, buf->base + done, rest);
@@ -160,7 +160,7 @@ void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf)
     if (err < 0) {
         free(p->pending);
         p->pending = NULL;
-        pump_finish(p, err);
+        pump_finish(p, err, SG_PUMP_TO);
         return;
     }
     p->writing = true;

@@ -20,9 +20,14 @@
 
 struct sg_pump;
 
+/* Which stream of a pump failed: a read error is <from>'s, a write or
+ * shutdown error is <to>'s. */
+enum sg_pump_side { SG_PUMP_FROM, SG_PUMP_TO };
+
 /* Called once per pump: <status> 0 when EOF was read and passed on as a
- * shutdown, or a negative libuv error (reading, writing or shutting down). */
-typedef void (*sg_pump_done_cb)(struct sg_pump *p, int status);
+ * shutdown (then <failed> means nothing), or a negative libuv error of the
+ * stream <failed>. */
+typedef void (*sg_pump_done_cb)(struct sg_pump *p, int status, enum sg_pump_side failed);
 
 struct sg_pump {
     uv_stream_t *from;
