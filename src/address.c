@@ -183,3 +183,18 @@ bool sg_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
     }
     return false;
 }
+
+char *sg_sockaddr_format_ip(const struct sockaddr *sa, bool brackets, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, cap, brackets ? "[%s]" : "%s", ip);
+    } else if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "%s", ip);
+    } else {
+        snprintf(buf, cap, "?");
+    }
+    return buf;
+}

@@ -1,5 +1,4 @@
 #include "sixgate/connection.h"
-#include "util.h"
 
 #include <assert.h>
 #include <stddef.h>
@@ -7,21 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sixgate/json.h"
+#include "sixgate/access_log.h"
+#include "sixgate/protocol.h"
 #include "sixgate/proxy_header.h"
 #include "sixgate/pump.h"
 #include "sixgate/resolver.h"
-#include "sixgate/sniff_http.h"
-#include "sixgate/sniff_tls.h"
+#include "util.h"
 
 /* How long a refused client may keep sending before it is cut off. */
 #define LINGER_MS 2000
-/* The sniff buffer starts at this size and doubles up to its limit. */
-#define SNIFF_BUF_START 4096
+/* The early-bytes buffer starts at this size and doubles up to its limit. */
+#define EARLY_BUF_START 4096
 /* The most of a name from the wire kept for the access log. */
 #define RAW_NAME_MAX 255
-/* What a tcp listener's client may send before its backend is connected. */
-#define TCP_EARLY_MAX (16u * 1024u)
 
 enum sg_conn_state {
     SG_CONN_ACCEPTED,     /* [transient] set up, nothing read yet */
@@ -35,8 +32,8 @@ enum sg_conn_state {
     SG_CONN_NSTATES
 };
 
-static const char *const state_names[] = {"ACCEPTED", "PROXY_HEADER", "SNIFFING", "RESOLVING", "CONNECTING",
-                                          "SPLICING",     "REFUSING", "CLOSED"};
+static const char *const state_names[] = {"ACCEPTED",   "PROXY_HEADER", "SNIFFING", "RESOLVING",
+                                          "CONNECTING", "SPLICING",     "REFUSING", "CLOSED"};
 
 #define BIT(s) (1u << (s))
 /* Allowed moves: allowed[from] has bit <to> set. CLOSED is always allowed. */
@@ -53,26 +50,39 @@ static const unsigned allowed[SG_CONN_NSTATES] = {
     [SG_CONN_CLOSED] = 0,
 };
 
+/* One socket of the connection. Who reads it: see side_read_start(). */
+struct sg_conn_side {
+    uv_tcp_t tcp;
+    bool open;    /* initialised, and uv_close() not yet called */
+    bool reading; /* a read is registered with libuv */
+    bool eof;     /* client: EOF read before splicing began */
+};
+
+/* Everything the client sent before its backend was connected, replayed to
+ * the backend first: a PROXY header from a trusted upstream (the first
+ * <header_len> bytes, read but never forwarded), the hello or request head,
+ * and what followed it. Freed once written. */
+struct sg_early_bytes {
+    uint8_t *buf;
+    size_t len, cap;
+    size_t max;        /* the protocol's limit plus room for a PROXY header */
+    size_t header_len; /* a received PROXY header at the start of <buf> */
+};
+
 struct sg_conn {
     struct sg_conn_env *env;
     struct sg_conn *prev, *next; /* env->conns */
     uint64_t id;
     enum sg_conn_state state;
 
-    uv_tcp_t client;
-    uv_tcp_t backend;
+    struct sg_conn_side client;
+    struct sg_conn_side backend;
     uv_timer_t timer;
-    unsigned open_handles; /* handles initialised and not yet closed */
-    bool backend_open;     /* <backend> is initialised */
-    /* The client is read from accept to close with one pair of callbacks
-     * that follow the state, so that no state change restarts the read
-     * (each restart costs epoll calls). */
-    bool client_reading;
-    bool client_eof;       /* EOF from the client before splicing began */
-    bool backend_reading;  /* the backend's read began with its connect */
+    unsigned open_handles; /* handles initialised and whose close callback has not run */
 
     struct sg_snapshot *snap; /* reference held until the struct is freed */
     const struct sg_listener_spec *listener; /* in <snap> */
+    const struct sg_protocol_ops *proto;     /* the listener's protocol */
     struct sg_listener_stats *lstats;
 
     union sg_sockaddr peer;  /* the client; from a PROXY header when trusted */
@@ -80,11 +90,9 @@ struct sg_conn {
     union sg_sockaddr via;   /* the TCP peer when a PROXY header replaced it */
     bool has_via;
 
-    /* SNIFFING: every byte the client sent so far, forwarded first */
-    uint8_t *sniff;
-    size_t sniff_len, sniff_cap, sniff_max, sniff_need;
-    size_t sniff_skip; /* bytes of a received PROXY header at the start of <sniff> */
-    struct sg_http_sniffer *http;
+    struct sg_early_bytes early;
+    struct sg_sniff_state sniffer;
+    enum sg_sniff_spoken spoken; /* after WRONG_PROTOCOL, for the refusal */
 
     /* the name and where it leads */
     bool has_name;
@@ -100,7 +108,7 @@ struct sg_conn {
     uint8_t naddrs, next_addr;
     uv_connect_t connect_req;
 
-    /* the first write to the backend: PROXY header and the sniffed bytes */
+    /* the first write to the backend: PROXY header and the early bytes */
     uv_write_t head_req;
     uint8_t proxy_hdr[SG_PROXY_HEADER_MAX];
     size_t proxy_hdr_len;
@@ -111,7 +119,7 @@ struct sg_conn {
 
     uv_write_t refuse_req;
     uv_shutdown_t refuse_shutdown;
-    uint8_t alert[SG_TLS_ALERT_LEN];
+    uint8_t refusal[SG_REFUSAL_SCRATCH];
 
     uint64_t t_accept, t_routed, t_connected; /* uv_hrtime() */
     uint64_t last_activity;                   /* uv_now(), milliseconds */
@@ -121,9 +129,15 @@ struct sg_conn {
 };
 
 static void conn_close(struct sg_conn *c, enum sg_outcome outcome, const char *reason);
+static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char *reason,
+                          bool reset_client);
 static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reason);
 static void start_connect(struct sg_conn *c);
 static void timer_cb(uv_timer_t *t);
+static void client_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void backend_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void backend_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 #define CONN_OF(ptr, member) SG_CONTAINER_OF(ptr, struct sg_conn, member)
 
@@ -183,7 +197,7 @@ static void timer_cb(uv_timer_t *t)
         break;
     case SG_CONN_SNIFFING:
         conn_close(c, SG_OUT_SNIFF_TIMEOUT,
-                   c->sniff_len ? "incomplete hello or head in time" : "client sent nothing");
+                   c->early.len ? "incomplete hello or head in time" : "client sent nothing");
         break;
     case SG_CONN_RESOLVING:
     case SG_CONN_CONNECTING:
@@ -207,6 +221,45 @@ static void timer_cb(uv_timer_t *t)
     }
 }
 
+/* ---- reading ------------------------------------------------------------ */
+
+/* Who reads a socket: only the connection registers read callbacks, here,
+ * and only these two pairs: client_read_cb from accept to close, whatever
+ * the state (so that no state change restarts the read, which costs epoll
+ * calls), and backend_read_cb from the start of the connect (one epoll
+ * registration covers the connect and the reads). Both hand their reads
+ * to the pumps while splicing; a pump asks for a pause and a resume under
+ * backpressure through pump_reading_cb, which comes back here. */
+static int side_read_start(struct sg_conn *c, struct sg_conn_side *s)
+{
+    if (s->reading)
+        return 0;
+    int err = s == &c->client
+                  ? uv_read_start((uv_stream_t *)&s->tcp, client_alloc_cb, client_read_cb)
+                  : uv_read_start((uv_stream_t *)&s->tcp, backend_alloc_cb, backend_read_cb);
+    if (err == 0)
+        s->reading = true;
+    return err;
+}
+
+static void side_read_stop(struct sg_conn_side *s)
+{
+    if (!s->reading)
+        return;
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->reading = false;
+}
+
+static int pump_reading_cb(struct sg_pump *p, bool on)
+{
+    struct sg_conn *c = p->data;
+    struct sg_conn_side *s = p == &c->up ? &c->client : &c->backend;
+    if (on)
+        return side_read_start(c, s);
+    side_read_stop(s);
+    return 0;
+}
+
 /* ---- the end ------------------------------------------------------------ */
 
 static void format_reason(struct sg_conn *c, const char *what, int err)
@@ -219,22 +272,22 @@ static void maybe_free(struct sg_conn *c)
 {
     if (c->open_handles > 0)
         return;
-    free(c->sniff);
-    free(c->http);
+    free(c->early.buf);
+    c->proto->sniff_end(&c->sniffer);
     sg_snapshot_unref(c->snap);
     free(c);
 }
 
 static void client_closed_cb(uv_handle_t *h)
 {
-    struct sg_conn *c = CONN_OF(h, client);
+    struct sg_conn *c = CONN_OF(h, client.tcp);
     c->open_handles--;
     maybe_free(c);
 }
 
 static void backend_closed_cb(uv_handle_t *h)
 {
-    struct sg_conn *c = CONN_OF(h, backend);
+    struct sg_conn *c = CONN_OF(h, backend.tcp);
     c->open_handles--;
     maybe_free(c);
 }
@@ -246,80 +299,50 @@ static void timer_closed_cb(uv_handle_t *h)
     maybe_free(c);
 }
 
-static void write_access_log(struct sg_conn *c)
+static void close_backend(struct sg_conn *c, uv_close_cb cb)
 {
-    struct sg_logger *lg = c->env->log;
-    if (atomic_load_explicit(&lg->access_fd, memory_order_relaxed) < 0)
+    if (!c->backend.open)
         return;
-    char line[2048], now[40], addr[SG_ADDR_TEXT_MAX], backend[SG_NAME_MAX + 16];
-    struct sg_json j;
-    uint64_t end = uv_hrtime();
-    sg_log_time(now, sizeof(now));
-    sg_json_begin(&j, line, sizeof(line));
-    sg_json_cstr(&j, "time", now);
-    sg_json_u64(&j, "conn", c->id);
-    sg_json_cstr(&j, "listener", c->listener->name);
-    sg_json_cstr(&j, "protocol", sg_protocol_str(c->listener->protocol));
-    sg_sockaddr_format(&c->peer.sa, addr, sizeof(addr));
-    char *colon = strrchr(addr, ':');
-    if (colon != NULL) {
-        *colon = '\0';
-        const char *ip = addr;
-        size_t iplen = strlen(addr);
-        if (addr[0] == '[') {
-            ip++;
-            iplen -= 2;
-        }
-        sg_json_str(&j, "client", ip, iplen);
-        sg_json_u64(&j, "client_port", sg_sockaddr_port(&c->peer.sa));
-    }
-    if (c->has_via)
-        sg_json_cstr(&j, "via", sg_sockaddr_format(&c->via.sa, addr, sizeof(addr)));
-    sg_json_cstr(&j, "local", sg_sockaddr_format(&c->local.sa, addr, sizeof(addr)));
-    if (c->has_name)
-        sg_json_str(&j, "name", c->name.s, c->name.len);
-    else if (c->raw_name_len > 0)
-        sg_json_str(&j, "name", c->raw_name, c->raw_name_len);
-    else
-        sg_json_str(&j, "name", NULL, 0);
-    if (c->listener->protocol != SG_PROTO_TCP)
-        sg_json_cstr(&j, "match", sg_match_str(c->route.match));
-    sg_json_cstr(&j, "route", c->route.pattern);
-    if (c->route.backend != NULL)
-        sg_json_cstr(&j, "backend",
-                     c->t_connected
-                         ? sg_sockaddr_format(&c->backend_addr.sa, backend, sizeof(backend))
-                         : sg_backend_format(c->route.backend, c->backend_port, backend,
-                                             sizeof(backend)));
-    else
-        sg_json_str(&j, "backend", NULL, 0);
-    sg_json_u64(&j, "bytes_from_client", c->up.bytes + c->sniff_len - c->sniff_skip);
-    sg_json_u64(&j, "bytes_from_backend", c->down.bytes);
-    if (c->t_routed)
-        sg_json_ms(&j, "sniff_ms", c->t_routed - c->t_accept);
-    if (c->t_connected)
-        sg_json_ms(&j, "connect_ms", c->t_connected - c->t_routed);
-    sg_json_ms(&j, "duration_ms", end - c->t_accept);
-    sg_json_cstr(&j, "outcome", sg_outcome_str(c->outcome));
-    sg_json_cstr(&j, "reason", c->reason);
-    size_t len = sg_json_end(&j);
-    sg_log_access(lg, line, len);
+    c->backend.open = false;
+    c->backend.reading = false;
+    uv_close((uv_handle_t *)&c->backend.tcp, cb);
 }
 
-static void account(struct sg_conn *c)
+/* What the access log and the counters say of the connection. */
+static void fill_record(const struct sg_conn *c, struct sg_access_record *r)
 {
-    struct sg_listener_stats *ls = c->lstats;
-    if (ls == NULL)
-        return;
-    sg_stat_sub(&ls->active, 1);
-    sg_stat_add(&ls->outcomes[c->outcome], 1);
-    sg_stat_add(&ls->bytes_from_client, c->up.bytes + c->sniff_len - c->sniff_skip);
-    sg_stat_add(&ls->bytes_from_backend, c->down.bytes);
+    *r = (struct sg_access_record){
+        .conn = c->id,
+        .listener = c->listener,
+        .client = &c->peer.sa,
+        .via = c->has_via ? &c->via.sa : NULL,
+        .local = &c->local.sa,
+        .match = c->route.match,
+        .route = c->route.pattern,
+        .backend = c->route.backend,
+        .backend_port = c->backend_port,
+        .backend_addr = c->t_connected ? &c->backend_addr.sa : NULL,
+        .bytes_from_client = c->up.bytes + c->early.len - c->early.header_len,
+        .bytes_from_backend = c->down.bytes,
+        .t_accept = c->t_accept,
+        .t_routed = c->t_routed,
+        .t_connected = c->t_connected,
+        .t_end = uv_hrtime(),
+        .outcome = c->outcome,
+        .reason = c->reason,
+    };
+    if (c->has_name) {
+        r->name = c->name.s;
+        r->name_len = c->name.len;
+    } else if (c->raw_name_len > 0) {
+        r->name = c->raw_name;
+        r->name_len = c->raw_name_len;
+    }
 }
 
 /* The one door out: records the outcome, logs the connection, closes every
- * handle and cancels what is in flight. Safe to call again. <reset> sends a
- * TCP reset to the client instead of a FIN. */
+ * handle and cancels what is in flight. Safe to call again. <reset_client>
+ * sends a TCP reset to the client instead of a FIN. */
 static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char *reason,
                           bool reset_client)
 {
@@ -330,11 +353,15 @@ static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char
         if (reason != c->reason_buf)
             c->reason = reason;
     }
+    if (c->state == SG_CONN_SPLICING) {
+        sg_pump_stop(&c->up);
+        sg_pump_stop(&c->down);
+    }
     conn_set_state(c, SG_CONN_CLOSED);
-    sg_pump_stop(&c->up);
-    sg_pump_stop(&c->down);
-    write_access_log(c);
-    account(c);
+    struct sg_access_record rec;
+    fill_record(c, &rec);
+    sg_access_log(c->env->log, &rec);
+    sg_access_account(c->lstats, &rec);
 
     struct sg_conn_env *env = c->env;
     if (c->prev != NULL)
@@ -348,12 +375,12 @@ static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char
     sg_resolve_cancel(&c->resolve); /* the lookup itself goes on, for the cache */
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, timer_closed_cb);
+    c->client.open = false;
     if (reset_client)
-        uv_tcp_close_reset(&c->client, client_closed_cb);
+        uv_tcp_close_reset(&c->client.tcp, client_closed_cb);
     else
-        uv_close((uv_handle_t *)&c->client, client_closed_cb);
-    if (c->backend_open)
-        uv_close((uv_handle_t *)&c->backend, backend_closed_cb);
+        uv_close((uv_handle_t *)&c->client.tcp, client_closed_cb);
+    close_backend(c, backend_closed_cb);
     if (env->nconns == 0 && env->on_empty != NULL)
         env->on_empty(env);
 }
@@ -371,8 +398,6 @@ void sg_conn_close_all(struct sg_conn_env *env)
 
 /* ---- refusals ----------------------------------------------------------- */
 
-static int client_read_start(struct sg_conn *c);
-
 static void refuse_shutdown_cb(uv_shutdown_t *req, int status)
 {
     struct sg_conn *c = CONN_OF(req, refuse_shutdown);
@@ -387,75 +412,16 @@ static void refuse_write_cb(uv_write_t *req, int status)
     struct sg_conn *c = CONN_OF(req, refuse_req);
     if (status == UV_ECANCELED || c->state == SG_CONN_CLOSED)
         return;
-    if (status < 0 ||
-        uv_shutdown(&c->refuse_shutdown, (uv_stream_t *)&c->client, refuse_shutdown_cb) < 0) {
+    if (status < 0 || uv_shutdown(&c->refuse_shutdown, (uv_stream_t *)&c->client.tcp,
+                                  refuse_shutdown_cb) < 0)
         conn_close(c, c->outcome, c->reason);
-        return;
-    }
 }
 
-static const char *protocol_refusal(struct sg_conn *c, enum sg_outcome outcome, size_t *len)
-{
-    if (c->listener->protocol == SG_PROTO_HTTP) {
-        enum sg_http_refusal r;
-        switch (outcome) {
-        case SG_OUT_NO_ROUTE:
-            r = SG_HTTP_421_MISDIRECTED;
-            break;
-        case SG_OUT_TOO_LARGE:
-            r = SG_HTTP_431_TOO_LARGE;
-            break;
-        case SG_OUT_CONNECT_FAILED:
-            r = SG_HTTP_502_BAD_GATEWAY;
-            break;
-        case SG_OUT_RESOLVE_FAILED:
-        case SG_OUT_OVERLOAD:
-            r = SG_HTTP_503_UNAVAILABLE;
-            break;
-        case SG_OUT_CONNECT_TIMEOUT:
-            r = SG_HTTP_504_GATEWAY_TIMEOUT;
-            break;
-        case SG_OUT_WRONG_PROTOCOL: /* a TLS hello on an HTTP port: answer in TLS */
-            *len = sg_tls_alert(SG_TLS_ALERT_HANDSHAKE_FAILURE, c->alert);
-            return (const char *)c->alert;
-        default:
-            r = SG_HTTP_400_BAD_REQUEST;
-            break;
-        }
-        return sg_http_refusal_bytes(r, len);
-    }
-    if (c->listener->protocol == SG_PROTO_TLS) {
-        uint8_t desc;
-        switch (outcome) {
-        case SG_OUT_NO_ROUTE:
-        case SG_OUT_BAD_REQUEST:
-            desc = c->has_name || c->raw_name_len ? SG_TLS_ALERT_UNRECOGNIZED_NAME
-                                                  : SG_TLS_ALERT_DECODE_ERROR;
-            break;
-        case SG_OUT_TOO_LARGE:
-            desc = SG_TLS_ALERT_HANDSHAKE_FAILURE;
-            break;
-        case SG_OUT_WRONG_PROTOCOL:
-            if (c->sniff_len > c->sniff_skip && c->sniff[c->sniff_skip] >= 'A' &&
-                c->sniff[c->sniff_skip] <= 'Z')
-                return sg_http_refusal_bytes(SG_HTTP_400_BAD_REQUEST, len);
-            *len = 0;
-            return NULL;
-        default:
-            desc = SG_TLS_ALERT_INTERNAL_ERROR;
-            break;
-        }
-        *len = sg_tls_alert(desc, c->alert);
-        return (const char *)c->alert;
-    }
-    *len = 0;
-    return NULL;
-}
-
-/* Ends the connection with a refusal the client can read: a TLS alert or an
- * HTTP error response (none for tcp listeners). The backend, if any, is
- * closed at once; the client side is shut down after the refusal is written
- * and read until EOF or the linger time, so the refusal is not lost. */
+/* Ends the connection with a refusal the client can read, in the words of
+ * the listener's protocol (a TLS alert, an HTTP error; nothing for tcp:
+ * then it is closed). The backend, if any, is closed at once; the client
+ * side is shut down after the refusal is written and read until EOF or the
+ * linger time, so that the refusal is not lost to a reset. */
 static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reason)
 {
     if (c->state == SG_CONN_CLOSED || c->state == SG_CONN_REFUSING)
@@ -463,20 +429,19 @@ static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reaso
     c->outcome = outcome;
     if (reason != c->reason_buf)
         c->reason = reason;
+    struct sg_refusal_facts facts = {.name_seen = c->has_name || c->raw_name_len > 0,
+                                     .spoken = c->spoken};
     size_t len = 0;
-    const char *bytes = protocol_refusal(c, outcome, &len);
+    const uint8_t *bytes = c->proto->refusal(outcome, &facts, c->refusal, &len);
     if (bytes == NULL || len == 0) {
         conn_close(c, outcome, c->reason);
         return;
     }
-    if (c->backend_open) {
-        c->backend_open = false;
-        uv_close((uv_handle_t *)&c->backend, backend_closed_cb);
-    }
+    close_backend(c, backend_closed_cb);
     conn_set_state(c, SG_CONN_REFUSING);
     uv_buf_t b = uv_buf_init((char *)bytes, (unsigned)len);
-    if (uv_write(&c->refuse_req, (uv_stream_t *)&c->client, &b, 1, refuse_write_cb) < 0 ||
-        client_read_start(c) < 0)
+    if (uv_write(&c->refuse_req, (uv_stream_t *)&c->client.tcp, &b, 1, refuse_write_cb) < 0 ||
+        side_read_start(c, &c->client) < 0)
         conn_close(c, outcome, c->reason);
 }
 
@@ -513,61 +478,56 @@ static void pump_done_cb(struct sg_pump *p, int status, enum sg_pump_side failed
                   !client_side);
 }
 
-/* The backend is read from the moment its connect starts, so that one
- * epoll registration covers both the connect and the reads; only the pump
- * takes what it sends. */
-static void backend_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    struct sg_conn *c = CONN_OF(h, backend);
-    *buf = c->env->read_buf;
-}
-
-static void backend_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct sg_conn *c = CONN_OF(s, backend);
-    if (c->state == SG_CONN_SPLICING)
-        sg_pump_read(&c->down, nread, buf);
-}
-
 /* Called as soon as the backend is connected, with the head (PROXY header
- * and sniffed bytes) already queued on it: libuv writes a stream's data in
- * the order it was given, so the pumps may start at once. */
+ * and early bytes) already queued on it: libuv writes a stream's data in
+ * the order it was given, so the pumps may start at once. Both sockets are
+ * being read already (or the client paused on a full early buffer, or at
+ * its EOF), so the pumps only take over what the read callbacks get. */
 static void start_splicing(struct sg_conn *c)
 {
     conn_set_state(c, SG_CONN_SPLICING);
     c->last_activity = uv_now(c->env->loop);
-    sg_pump_init(&c->up, (uv_stream_t *)&c->client, (uv_stream_t *)&c->backend, c->env->read_buf,
-                 pump_done_cb, c);
-    sg_pump_init(&c->down, (uv_stream_t *)&c->backend, (uv_stream_t *)&c->client,
-                 c->env->read_buf, pump_done_cb, c);
+    sg_pump_init(&c->up, (uv_stream_t *)&c->client.tcp, (uv_stream_t *)&c->backend.tcp,
+                 pump_done_cb, pump_reading_cb, c);
+    sg_pump_init(&c->down, (uv_stream_t *)&c->backend.tcp, (uv_stream_t *)&c->client.tcp,
+                 pump_done_cb, pump_reading_cb, c);
     c->up.last_activity = &c->last_activity;
     c->down.last_activity = &c->last_activity;
     int err = 0;
-    if (c->client_eof)
+    if (c->client.eof)
         sg_pump_eof(&c->up); /* the client is done already: shut the backend's side */
-    else if (c->client_reading)
-        sg_pump_attach(&c->up);
     else
-        err = sg_pump_start(&c->up);
-    if (err == 0 && c->state == SG_CONN_SPLICING) {
-        if (c->backend_reading)
-            sg_pump_attach(&c->down);
-        else
-            err = sg_pump_start(&c->down);
-    }
+        err = side_read_start(c, &c->client);
+    if (err == 0 && c->state == SG_CONN_SPLICING)
+        err = side_read_start(c, &c->backend);
     if (err < 0) {
         format_reason(c, "start", err);
         conn_close(c, SG_OUT_INTERNAL, c->reason_buf);
     }
 }
 
+static void backend_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct sg_conn *c = CONN_OF(h, backend.tcp);
+    *buf = c->env->read_buf;
+}
+
+/* Only the pump takes what the backend sends; before splicing begins
+ * (between connect and the connect callback) nothing arrives. */
+static void backend_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sg_conn *c = CONN_OF(s, backend.tcp);
+    if (c->state == SG_CONN_SPLICING)
+        sg_pump_read(&c->down, nread, buf);
+}
+
 static void head_write_cb(uv_write_t *req, int status)
 {
     struct sg_conn *c = CONN_OF(req, head_req);
-    free(c->sniff); /* written (or cancelled): nothing reads it any more */
-    c->sniff = NULL;
-    c->sniff_cap = 0;
+    free(c->early.buf); /* written (or cancelled): nothing reads it any more */
+    c->early.buf = NULL;
+    c->early.cap = 0;
     if (status == UV_ECANCELED || c->state == SG_CONN_CLOSED)
         return;
     if (status < 0) {
@@ -576,13 +536,52 @@ static void head_write_cb(uv_write_t *req, int status)
     }
 }
 
+/* Queues the PROXY header (when the backend wants one) and the early bytes
+ * as the backend's first write. Returns false when the connection closed. */
+static bool send_head(struct sg_conn *c)
+{
+    if (c->route.backend->proxy_protocol != SG_PROXY_NONE)
+        c->proxy_hdr_len = sg_proxy_header_encode(
+            c->route.backend->proxy_protocol, &c->peer.sa, &c->local.sa,
+            c->has_name ? c->name.s : NULL, c->has_name ? c->name.len : 0, c->proxy_hdr,
+            sizeof(c->proxy_hdr));
+    uv_buf_t bufs[2];
+    unsigned n = 0;
+    if (c->proxy_hdr_len > 0)
+        bufs[n++] = uv_buf_init((char *)c->proxy_hdr, (unsigned)c->proxy_hdr_len);
+    if (c->early.len > c->early.header_len)
+        bufs[n++] = uv_buf_init((char *)c->early.buf + c->early.header_len,
+                                (unsigned)(c->early.len - c->early.header_len));
+    if (n == 0) {
+        free(c->early.buf);
+        c->early.buf = NULL;
+        c->early.cap = 0;
+        return true;
+    }
+    int err = uv_write(&c->head_req, (uv_stream_t *)&c->backend.tcp, bufs, n, head_write_cb);
+    if (err < 0) {
+        format_reason(c, "backend", err);
+        conn_close(c, SG_OUT_BACKEND_ERROR, c->reason_buf);
+        return false;
+    }
+    return true;
+}
+
 /* ---- connecting --------------------------------------------------------- */
 
-static void connect_failed(struct sg_conn *c, enum sg_outcome outcome, const char *what, int err);
+static void connect_failed(struct sg_conn *c, enum sg_outcome outcome, const char *what, int err)
+{
+    char backend[SG_NAME_MAX + 16];
+    snprintf(c->reason_buf, sizeof(c->reason_buf), "%s %s: %s", what,
+             sg_backend_format(c->route.backend, c->backend_port, backend, sizeof(backend)),
+             err ? uv_strerror(err) : "no address");
+    c->reason = c->reason_buf;
+    refuse(c, outcome, c->reason_buf);
+}
 
 static void backend_retry_closed_cb(uv_handle_t *h)
 {
-    struct sg_conn *c = CONN_OF(h, backend);
+    struct sg_conn *c = CONN_OF(h, backend.tcp);
     c->open_handles--;
     if (c->state == SG_CONN_CLOSED)
         maybe_free(c);
@@ -599,54 +598,17 @@ static void connect_cb(uv_connect_t *req, int status)
         if (c->next_addr < c->naddrs) {
             /* Another address of the backend's name: a failed socket cannot
              * connect again, so close it and start afresh. */
-            c->backend_open = false;
-            uv_close((uv_handle_t *)&c->backend, backend_retry_closed_cb);
+            close_backend(c, backend_retry_closed_cb);
             return;
         }
         connect_failed(c, SG_OUT_CONNECT_FAILED, "connect", status);
         return;
     }
     c->t_connected = uv_hrtime();
-    uv_tcp_nodelay(&c->backend, 1);
+    uv_tcp_nodelay(&c->backend.tcp, 1);
     sg_histogram_observe(&c->env->stats->connect, (c->t_connected - c->t_routed) / 1000);
-
-    if (c->route.backend->proxy_protocol != SG_PROXY_NONE) {
-        union sg_sockaddr dst = c->local;
-        c->proxy_hdr_len = sg_proxy_header_encode(
-            c->route.backend->proxy_protocol, &c->peer.sa, &dst.sa,
-            c->has_name ? c->name.s : NULL, c->has_name ? c->name.len : 0, c->proxy_hdr,
-            sizeof(c->proxy_hdr));
-    }
-    uv_buf_t bufs[2];
-    unsigned n = 0;
-    if (c->proxy_hdr_len > 0)
-        bufs[n++] = uv_buf_init((char *)c->proxy_hdr, (unsigned)c->proxy_hdr_len);
-    if (c->sniff_len > c->sniff_skip)
-        bufs[n++] = uv_buf_init((char *)c->sniff + c->sniff_skip,
-                                (unsigned)(c->sniff_len - c->sniff_skip));
-    if (n > 0) {
-        int err = uv_write(&c->head_req, (uv_stream_t *)&c->backend, bufs, n, head_write_cb);
-        if (err < 0) {
-            format_reason(c, "backend", err);
-            conn_close(c, SG_OUT_BACKEND_ERROR, c->reason_buf);
-            return;
-        }
-    } else {
-        free(c->sniff);
-        c->sniff = NULL;
-        c->sniff_cap = 0;
-    }
-    start_splicing(c);
-}
-
-static void connect_failed(struct sg_conn *c, enum sg_outcome outcome, const char *what, int err)
-{
-    char backend[SG_NAME_MAX + 16];
-    snprintf(c->reason_buf, sizeof(c->reason_buf), "%s %s: %s", what,
-             sg_backend_format(c->route.backend, c->backend_port, backend, sizeof(backend)),
-             err ? uv_strerror(err) : "no address");
-    c->reason = c->reason_buf;
-    refuse(c, outcome, c->reason_buf);
+    if (send_head(c))
+        start_splicing(c);
 }
 
 /* Connects to c->backend_addr, or to the next resolved address. */
@@ -655,20 +617,19 @@ static void start_connect(struct sg_conn *c)
     if (c->next_addr < c->naddrs)
         c->backend_addr.in6 = c->addrs[c->next_addr++];
     conn_set_state(c, SG_CONN_CONNECTING);
-    int err = uv_tcp_init(c->env->loop, &c->backend);
+    int err = uv_tcp_init(c->env->loop, &c->backend.tcp);
     if (err < 0) {
         connect_failed(c, SG_OUT_INTERNAL, "socket for", err);
         return;
     }
-    c->backend_open = true;
+    c->backend.open = true;
     c->open_handles++;
-    err = uv_tcp_connect(&c->connect_req, &c->backend, &c->backend_addr.sa, connect_cb);
+    err = uv_tcp_connect(&c->connect_req, &c->backend.tcp, &c->backend_addr.sa, connect_cb);
     if (err < 0) {
         connect_failed(c, SG_OUT_CONNECT_FAILED, "connect", err);
         return;
     }
-    c->backend_reading =
-        uv_read_start((uv_stream_t *)&c->backend, backend_alloc_cb, backend_read_cb) == 0;
+    side_read_start(c, &c->backend); /* a failure here shows again when splicing starts */
 }
 
 /* The backend's addresses, from the resolver's cache or a lookup. */
@@ -693,16 +654,19 @@ static void resolved_cb(struct sg_resolve_waiter *w, int status, const struct so
         resolved(c, status, addrs, naddrs);
 }
 
-/* Routes by c->name (or by nothing: the fallback) and starts the connect. */
+/* Routes by c->name (or by nothing: the fallback; or, for a listener that
+ * does not sniff, to its fixed backend) and starts the connect. The client
+ * is still read while the backend is being reached: what it sends joins
+ * the early bytes, up to their limit, past which reading pauses and the
+ * kernel holds the rest. */
 static void route(struct sg_conn *c)
 {
     /* The head is read: a keep-alive connection need not carry the HTTP
-     * parser's 1.1 KiB for the rest of its life. */
-    free(c->http);
-    c->http = NULL;
+     * parser for the rest of its life. */
+    c->proto->sniff_end(&c->sniffer);
     c->t_routed = uv_hrtime();
     sg_histogram_observe(&c->env->stats->sniff, (c->t_routed - c->t_accept) / 1000);
-    if (c->listener->protocol == SG_PROTO_TCP) {
+    if (!c->proto->sniffs) {
         c->route.match = SG_MATCH_EXACT;
         c->route.backend = &c->listener->backend;
         c->route.pattern = NULL;
@@ -715,10 +679,6 @@ static void route(struct sg_conn *c)
             return;
         }
     }
-    /* The client is still read while the backend is being reached: what
-     * it sends joins the head, up to the sniff buffer's limit, past which
-     * reading pauses and the kernel holds the rest. */
-
     const struct sg_backend *b = c->route.backend;
     c->backend_port = b->port ? b->port
                       : c->listener->backend_port ? c->listener->backend_port
@@ -739,29 +699,6 @@ static void route(struct sg_conn *c)
 }
 
 /* ---- sniffing ----------------------------------------------------------- */
-
-static void client_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    struct sg_conn *c = CONN_OF(h, client);
-    if (c->state == SG_CONN_SPLICING || c->state == SG_CONN_REFUSING) {
-        /* the pump's buffer, or bytes a refused client still sends: dropped */
-        *buf = c->env->read_buf;
-        return;
-    }
-    if (c->sniff_cap - c->sniff_len < 1024 && c->sniff_cap < c->sniff_max) {
-        size_t cap = c->sniff_cap ? c->sniff_cap * 2 : SNIFF_BUF_START;
-        if (cap > c->sniff_max)
-            cap = c->sniff_max;
-        uint8_t *n = realloc(c->sniff, cap);
-        if (n != NULL) {
-            c->sniff = n;
-            c->sniff_cap = cap;
-        }
-    }
-    /* A full buffer gives a zero-length read: UV_ENOBUFS in the read callback. */
-    *buf = uv_buf_init((char *)c->sniff + c->sniff_len, (unsigned)(c->sniff_cap - c->sniff_len));
-}
 
 static void keep_raw_name(struct sg_conn *c, const struct sg_sniffed *out)
 {
@@ -796,26 +733,21 @@ static void sniff_verdict(struct sg_conn *c, enum sg_sniff_result r, const struc
         refuse(c, SG_OUT_TOO_LARGE, out->detail ? out->detail : "too large");
         return;
     case SG_SNIFF_WRONG_PROTOCOL:
+        c->spoken = out->spoken;
         refuse(c, SG_OUT_WRONG_PROTOCOL, out->detail ? out->detail : "wrong protocol");
         return;
     }
 }
 
-/* Runs the sniffer over the bytes from <from> to the end of the buffer. */
-static void sniff_process(struct sg_conn *c, size_t from)
+/* Runs the sniffer over the client's stream so far, of which the last
+ * <fresh> bytes are new. */
+static void sniff_process(struct sg_conn *c, size_t fresh)
 {
     struct sg_sniffed out = {0};
-    enum sg_sniff_result r;
-    if (c->listener->protocol == SG_PROTO_HTTP) {
-        r = sg_http_sniffer_feed(c->http, c->sniff + from, c->sniff_len - from, &out);
-    } else {
-        if (c->sniff_len - c->sniff_skip < c->sniff_need)
-            return;
-        r = sg_sniff_tls(c->sniff + c->sniff_skip, c->sniff_len - c->sniff_skip,
-                         c->env->tls_scratch, &out);
-        if (r == SG_SNIFF_NEED_MORE)
-            c->sniff_need = out.need;
-    }
+    size_t start = c->early.header_len;
+    enum sg_sniff_result r = c->proto->sniff(&c->sniffer, c->early.buf + start,
+                                             c->early.len - start, fresh, c->env->tls_scratch,
+                                             &out);
     sniff_verdict(c, r, &out);
 }
 
@@ -826,9 +758,9 @@ static void start_sniffing(struct sg_conn *c);
 static void proxy_header_process(struct sg_conn *c)
 {
     struct sg_proxy_info info;
-    switch (sg_proxy_header_decode(c->sniff, c->sniff_len, &info)) {
+    switch (sg_proxy_header_decode(c->early.buf, c->early.len, &info)) {
     case SG_PROXY_HDR_NEED_MORE:
-        if (c->sniff_len >= SG_PROXY_DECODE_MAX)
+        if (c->early.len >= SG_PROXY_DECODE_MAX)
             conn_close_ex(c, SG_OUT_PROXY_REFUSED, "PROXY header too long", true);
         return;
     case SG_PROXY_HDR_INVALID:
@@ -837,7 +769,7 @@ static void proxy_header_process(struct sg_conn *c)
     case SG_PROXY_HDR_OK:
         break;
     }
-    c->sniff_skip = info.header_len;
+    c->early.header_len = info.header_len;
     if (info.has_addresses) {
         c->via = c->peer;
         c->has_via = true;
@@ -847,14 +779,37 @@ static void proxy_header_process(struct sg_conn *c)
     start_sniffing(c);
 }
 
-/* While the backend is being reached: bytes join the head; a full buffer
- * pauses reading; an EOF is kept for the pump to pass on. */
+static void client_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct sg_conn *c = CONN_OF(h, client.tcp);
+    if (c->state == SG_CONN_SPLICING || c->state == SG_CONN_REFUSING) {
+        /* the pump's buffer, or bytes a refused client still sends: dropped */
+        *buf = c->env->read_buf;
+        return;
+    }
+    struct sg_early_bytes *e = &c->early;
+    if (e->cap - e->len < 1024 && e->cap < e->max) {
+        size_t cap = e->cap ? e->cap * 2 : EARLY_BUF_START;
+        if (cap > e->max)
+            cap = e->max;
+        uint8_t *n = realloc(e->buf, cap);
+        if (n != NULL) {
+            e->buf = n;
+            e->cap = cap;
+        }
+    }
+    /* A full buffer gives a zero-length read: UV_ENOBUFS in the read callback. */
+    *buf = uv_buf_init((char *)e->buf + e->len, (unsigned)(e->cap - e->len));
+}
+
+/* While the backend is being reached: bytes join the early bytes; a full
+ * buffer pauses reading; an EOF is kept for the pump to pass on. */
 static void read_while_connecting(struct sg_conn *c, ssize_t nread)
 {
     if (nread == UV_ENOBUFS || nread == UV_EOF) {
-        uv_read_stop((uv_stream_t *)&c->client);
-        c->client_reading = false;
-        c->client_eof = nread == UV_EOF;
+        side_read_stop(&c->client);
+        c->client.eof = nread == UV_EOF;
         return;
     }
     if (nread < 0) {
@@ -862,29 +817,12 @@ static void read_while_connecting(struct sg_conn *c, ssize_t nread)
         conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
         return;
     }
-    c->sniff_len += (size_t)nread;
+    c->early.len += (size_t)nread;
 }
 
-static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Before routing: a PROXY header or the hello or head. */
+static void read_while_sniffing(struct sg_conn *c, ssize_t nread)
 {
-    struct sg_conn *c = CONN_OF(s, client);
-    if (nread == 0)
-        return;
-    switch (c->state) {
-    case SG_CONN_SPLICING:
-        sg_pump_read(&c->up, nread, buf);
-        return;
-    case SG_CONN_REFUSING: /* lingering: what the client sends is dropped */
-        if (nread < 0)
-            conn_close(c, c->outcome, c->reason);
-        return;
-    case SG_CONN_RESOLVING:
-    case SG_CONN_CONNECTING:
-        read_while_connecting(c, nread);
-        return;
-    default:
-        break;
-    }
     if (nread == UV_ENOBUFS) {
         struct sg_sniffed out = {.detail = "hello or head larger than the sniff buffer"};
         sniff_verdict(c, SG_SNIFF_TOO_LARGE, &out);
@@ -899,70 +837,76 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
         return;
     }
-    size_t old = c->sniff_len;
-    c->sniff_len += (size_t)nread;
+    c->early.len += (size_t)nread;
     if (c->state == SG_CONN_PROXY_HEADER)
         proxy_header_process(c);
     else
-        sniff_process(c, old);
+        sniff_process(c, (size_t)nread);
 }
 
-static int client_read_start(struct sg_conn *c)
+static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    if (c->client_reading)
-        return 0;
-    int err = uv_read_start((uv_stream_t *)&c->client, client_alloc_cb, client_read_cb);
-    if (err == 0)
-        c->client_reading = true;
-    return err;
-}
-
-/* Sets the sniff buffer's limit for the listener's protocol, plus what a
- * PROXY header in front of it may take. */
-static bool prepare_sniff_buffer(struct sg_conn *c)
-{
-    size_t max = 0;
-    if (c->listener->protocol == SG_PROTO_HTTP) {
-        if (c->http == NULL && (c->http = malloc(sizeof(*c->http))) == NULL)
-            return false;
-        sg_http_sniffer_init(c->http, c->snap->http_head_max);
-        /* the head, plus room for what may follow it in the same segment */
-        max = c->snap->http_head_max + 4096;
-    } else if (c->listener->protocol == SG_PROTO_TLS) {
-        max = SG_TLS_SNIFF_MAX;
-    } else {
-        max = TCP_EARLY_MAX;
+    struct sg_conn *c = CONN_OF(s, client.tcp);
+    if (nread == 0)
+        return;
+    switch (c->state) {
+    case SG_CONN_SPLICING:
+        sg_pump_read(&c->up, nread, buf);
+        return;
+    case SG_CONN_REFUSING: /* lingering: what the client sends is dropped */
+        if (nread < 0)
+            conn_close(c, c->outcome, c->reason);
+        return;
+    case SG_CONN_RESOLVING:
+    case SG_CONN_CONNECTING:
+        read_while_connecting(c, nread);
+        return;
+    case SG_CONN_PROXY_HEADER:
+    case SG_CONN_SNIFFING:
+        read_while_sniffing(c, nread);
+        return;
+    default:
+        return;
     }
+}
+
+/* Sets the early bytes' limit for the listener's protocol, plus what a
+ * PROXY header in front of them may take, and prepares the sniffer. */
+static bool prepare_early(struct sg_conn *c)
+{
+    if (c->proto->sniffs && !c->proto->sniff_begin(&c->sniffer, c->snap))
+        return false;
+    size_t max = c->proto->early_max(c->snap);
     if (c->listener->accept_proxy.n > 0)
         max += SG_PROXY_DECODE_MAX;
-    c->sniff_max = max > SG_PROXY_DECODE_MAX ? max : SG_PROXY_DECODE_MAX;
+    c->early.max = max > SG_PROXY_DECODE_MAX ? max : SG_PROXY_DECODE_MAX;
     return true;
 }
 
 static void start_sniffing(struct sg_conn *c)
 {
     bool after_proxy_header = c->state == SG_CONN_PROXY_HEADER;
-    int err = client_read_start(c);
+    int err = side_read_start(c, &c->client);
     if (err < 0) {
         format_reason(c, "client", err);
         conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
         return;
     }
-    if (c->listener->protocol == SG_PROTO_TCP) {
+    if (!c->proto->sniffs) {
         route(c);
         return;
     }
     conn_set_state(c, SG_CONN_SNIFFING);
     /* bytes after a PROXY header may already hold the hello or head */
-    if (after_proxy_header && c->sniff_len > c->sniff_skip)
-        sniff_process(c, c->sniff_skip);
+    if (after_proxy_header && c->early.len > c->early.header_len)
+        sniff_process(c, c->early.len - c->early.header_len);
 }
 
 /* The first read: a PROXY header when the listener expects one from this
  * peer, else the hello or head. */
 static void start_reading(struct sg_conn *c)
 {
-    if (!prepare_sniff_buffer(c)) {
+    if (!prepare_early(c)) {
         conn_close(c, SG_OUT_INTERNAL, "out of memory");
         return;
     }
@@ -977,7 +921,7 @@ static void start_reading(struct sg_conn *c)
         return;
     }
     conn_set_state(c, SG_CONN_PROXY_HEADER);
-    int err = client_read_start(c);
+    int err = side_read_start(c, &c->client);
     if (err < 0) {
         format_reason(c, "client", err);
         conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
@@ -1002,9 +946,11 @@ void sg_conn_accept(struct sg_conn_env *env, uv_stream_t *server,
     c->t_accept = uv_hrtime();
     c->snap = sg_snapshot_ref(env->snap);
     c->listener = listener;
+    c->proto = sg_protocol_ops(listener->protocol);
     c->lstats = stats;
     c->state = SG_CONN_ACCEPTED;
-    uv_tcp_init(env->loop, &c->client);
+    uv_tcp_init(env->loop, &c->client.tcp);
+    c->client.open = true;
     uv_timer_init(env->loop, &c->timer);
     c->open_handles = 2;
 
@@ -1019,19 +965,19 @@ void sg_conn_accept(struct sg_conn_env *env, uv_stream_t *server,
         sg_stat_add(&stats->active, 1);
     }
 
-    int err = uv_accept(server, (uv_stream_t *)&c->client);
+    int err = uv_accept(server, (uv_stream_t *)&c->client.tcp);
     int len = sizeof(c->peer);
     if (err == 0)
-        err = uv_tcp_getpeername(&c->client, &c->peer.sa, &len);
+        err = uv_tcp_getpeername(&c->client.tcp, &c->peer.sa, &len);
     len = sizeof(c->local);
     if (err == 0)
-        err = uv_tcp_getsockname(&c->client, &c->local.sa, &len);
+        err = uv_tcp_getsockname(&c->client.tcp, &c->local.sa, &len);
     if (err < 0) {
         format_reason(c, "accept", err);
         conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
         return;
     }
-    uv_tcp_nodelay(&c->client, 1);
+    uv_tcp_nodelay(&c->client.tcp, 1);
     if (env->max_conns > 0 && env->nconns > env->max_conns) {
         conn_close_ex(c, SG_OUT_OVERLOAD, "connection limit reached", true);
         return;

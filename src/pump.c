@@ -9,18 +9,8 @@ static void pump_finish(struct sg_pump *p, int status, enum sg_pump_side failed)
     if (p->finished)
         return;
     p->finished = true;
-    if (p->reading) {
-        uv_read_stop(p->from);
-        p->reading = false;
-    }
+    p->reading(p, false);
     p->on_done(p, status, failed);
-}
-
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    struct sg_pump *p = h->data;
-    *buf = p->shared;
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status)
@@ -44,7 +34,6 @@ static void start_shutdown(struct sg_pump *p)
         pump_finish(p, err, SG_PUMP_TO);
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void got_eof(struct sg_pump *p);
 
 static void write_cb(uv_write_t *req, int status)
@@ -66,11 +55,9 @@ static void write_cb(uv_write_t *req, int status)
             start_shutdown(p);
         return;
     }
-    int err = uv_read_start(p->from, alloc_cb, read_cb);
+    int err = p->reading(p, true);
     if (err < 0)
         pump_finish(p, err, SG_PUMP_FROM);
-    else
-        p->reading = true;
 }
 
 /* libuv reports EOF, without reading again, when poll says the peer hung
@@ -93,21 +80,13 @@ static int pending_error(uv_stream_t *s)
 static void got_eof(struct sg_pump *p)
 {
     p->eof = true;
-    if (p->reading) {
-        uv_read_stop(p->from);
-        p->reading = false;
-    }
+    p->reading(p, false);
     if (p->writing)
         return;
     if (p->other_done)
         pump_finish(p, 0, SG_PUMP_FROM);
     else
         start_shutdown(p);
-}
-
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    sg_pump_read(s->data, nread, buf);
 }
 
 void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf)
@@ -164,33 +143,18 @@ void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     p->writing = true;
-    uv_read_stop(s);
-    p->reading = false;
+    p->reading(p, false);
 }
 
-void sg_pump_init(struct sg_pump *p, uv_stream_t *from, uv_stream_t *to, uv_buf_t shared,
-                  sg_pump_done_cb on_done, void *data)
+void sg_pump_init(struct sg_pump *p, uv_stream_t *from, uv_stream_t *to, sg_pump_done_cb on_done,
+                  sg_pump_reading_cb reading, void *data)
 {
     memset(p, 0, sizeof(*p));
     p->from = from;
     p->to = to;
-    p->shared = shared;
     p->on_done = on_done;
+    p->reading = reading;
     p->data = data;
-    from->data = p;
-}
-
-int sg_pump_start(struct sg_pump *p)
-{
-    int err = uv_read_start(p->from, alloc_cb, read_cb);
-    if (err == 0)
-        p->reading = true;
-    return err;
-}
-
-void sg_pump_attach(struct sg_pump *p)
-{
-    p->reading = true;
 }
 
 void sg_pump_eof(struct sg_pump *p)
@@ -206,8 +170,4 @@ void sg_pump_other_done(struct sg_pump *p)
 void sg_pump_stop(struct sg_pump *p)
 {
     p->finished = true;
-    if (p->reading) {
-        uv_read_stop(p->from);
-        p->reading = false;
-    }
 }

@@ -415,13 +415,9 @@ char *sg_backend_format(const struct sg_backend *b, uint16_t listener_port, char
             snprintf(buf, cap, "%s", b->host);
         return buf;
     }
+    if (port == 0)
+        return sg_sockaddr_format_ip(&b->ip.sa, true, buf, cap);
     union sg_sockaddr sa = b->ip;
     sg_sockaddr_set_port(&sa, port);
-    sg_sockaddr_format(&sa.sa, buf, cap);
-    if (port == 0) {
-        char *colon = strrchr(buf, ':'); /* drop the ":0", keep "[v6]" */
-        if (colon != NULL)
-            *colon = '\0';
-    }
-    return buf;
+    return sg_sockaddr_format(&sa.sa, buf, cap);
 }

@@ -411,6 +411,7 @@ enum sg_sniff_result sg_http_sniffer_feed(struct sg_http_sniffer *s, const uint8
     if (s->result == SG_SNIFF_NEED_MORE && len > 0)
         feed(s, data, len);
     out->detail = s->detail;
+    out->spoken = s->result == SG_SNIFF_WRONG_PROTOCOL ? SG_SPOKE_TLS : SG_SPOKE_UNKNOWN;
     out->need = s->result == SG_SNIFF_NEED_MORE ? s->fed + 1 : 0;
     if (s->result == SG_SNIFF_FOUND) {
         out->name = s->name;

@@ -93,8 +93,10 @@ static enum sg_sniff_result not_tls(uint8_t first, struct sg_sniffed *out)
     const char *why = "first record is not a TLS handshake";
     if (first & 0x80u)
         why = "SSLv2-style hello or binary data, not a TLS record";
-    else if (first >= 'A' && first <= 'Z')
+    else if (first >= 'A' && first <= 'Z') {
         why = "plain text, not TLS (HTTP on a TLS port?)";
+        out->spoken = SG_SPOKE_HTTP;
+    }
     else if (first == TLS_CONTENT_ALERT)
         why = "TLS alert before any handshake";
     return verdict(out, SG_SNIFF_WRONG_PROTOCOL, why);
@@ -317,6 +319,7 @@ enum sg_sniff_result sg_sniff_tls(const uint8_t *buf, size_t len, uint8_t *scrat
     out->name.s[0] = '\0';
     out->raw_name = NULL;
     out->raw_name_len = 0;
+    out->spoken = SG_SPOKE_UNKNOWN;
     enum sg_sniff_result r = find_hello(buf, len, &span, out);
     if (r != SG_SNIFF_FOUND)
         return r;

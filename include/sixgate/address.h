@@ -56,6 +56,10 @@ const char *sg_addr_status_str(enum sg_addr_status st);
  * "[ip]:port" into <buf>; returns <buf>. */
 char *sg_sockaddr_format(const struct sockaddr *sa, char *buf, size_t cap);
 
+/* Formats only the address of <sa>, without its port: "192.0.2.1", and
+ * "2001:db8::1" or, with <brackets>, "[2001:db8::1]". Returns <buf>. */
+char *sg_sockaddr_format_ip(const struct sockaddr *sa, bool brackets, char *buf, size_t cap);
+
 /* The length of <sa> for bind() and connect(). */
 socklen_t sg_sockaddr_len(const struct sockaddr *sa);
 

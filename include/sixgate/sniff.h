@@ -17,10 +17,15 @@ enum sg_sniff_result {
     SG_SNIFF_WRONG_PROTOCOL /* e.g. plain HTTP on a TLS port, or TLS on an HTTP port */
 };
 
+/* WRONG_PROTOCOL: what the client seems to speak instead, so that a refusal
+ * can be written in its language. */
+enum sg_sniff_spoken { SG_SPOKE_UNKNOWN = 0, SG_SPOKE_HTTP, SG_SPOKE_TLS };
+
 struct sg_sniffed {
     struct sg_name name; /* valid when FOUND */
     size_t need;   /* when NEED_MORE: total bytes received before another call can progress */
     const char *detail; /* static text for logs when not FOUND (e.g. "bad record length") */
+    enum sg_sniff_spoken spoken; /* WRONG_PROTOCOL: what the client spoke */
     /* BAD_NAME: the name as received, for the access log (escaped there);
      * points into the caller's or the sniffer's buffer, valid until the next call */
     const char *raw_name;

@@ -79,4 +79,17 @@ TEST(sockaddr_helpers)
     CHECK_EQ(sg_sockaddr_len(&b.ip.sa), sizeof(struct sockaddr_in));
 }
 
-TEST_MAIN(T(listen_addresses), T(backend_addresses), T(sockaddr_helpers))
+TEST(format_ip_only)
+{
+    struct sg_addr a;
+    char buf[SG_ADDR_TEXT_MAX];
+    CHECK_EQ(parse("[2001:db8::7]:443", 0, &a), SG_ADDR_OK);
+    CHECK_STR(sg_sockaddr_format_ip(&a.ip.sa, false, buf, sizeof(buf)), "2001:db8::7");
+    CHECK_STR(sg_sockaddr_format_ip(&a.ip.sa, true, buf, sizeof(buf)), "[2001:db8::7]");
+    CHECK_EQ(parse("203.0.113.9:80", 0, &a), SG_ADDR_OK);
+    CHECK_STR(sg_sockaddr_format_ip(&a.ip.sa, true, buf, sizeof(buf)), "203.0.113.9");
+    CHECK_EQ(parse("[::ffff:192.0.2.1]", 0, &a), SG_ADDR_OK);
+    CHECK_STR(sg_sockaddr_format_ip(&a.ip.sa, false, buf, sizeof(buf)), "::ffff:192.0.2.1");
+}
+
+TEST_MAIN(T(listen_addresses), T(backend_addresses), T(sockaddr_helpers), T(format_ip_only))

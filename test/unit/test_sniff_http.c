@@ -602,6 +602,7 @@ TEST(verdicts_are_sticky)
 
     sg_http_sniffer_init(&s, SG_HTTP_HEAD_DEFAULT);
     CHECK_EQ(sg_http_sniffer_feed(&s, (const uint8_t *)"\x16", 1, &out), SG_SNIFF_WRONG_PROTOCOL);
+    CHECK_EQ(out.spoken, SG_SPOKE_TLS); /* so the refusal is a TLS alert */
     CHECK_EQ(sg_http_sniffer_feed(&s, (const uint8_t *)good, strlen(good), &out),
              SG_SNIFF_WRONG_PROTOCOL);
 }

@@ -672,9 +672,11 @@ TEST(records_and_limits)
                   "plain text, not TLS (HTTP on a TLS port?)");
     CHECK_VERDICT(sg_sniff_tls(http, sizeof(http) - 1, NULL, &out), out, SG_SNIFF_WRONG_PROTOCOL,
                   "plain text, not TLS (HTTP on a TLS port?)");
+    CHECK_EQ(out.spoken, SG_SPOKE_HTTP); /* so the refusal is an HTTP 400 */
     static const uint8_t v2[] = {0x80, 0x2e, 0x01, 0x03, 0x01};
     CHECK_VERDICT(sg_sniff_tls(v2, sizeof(v2), NULL, &out), out, SG_SNIFF_WRONG_PROTOCOL,
                   "SSLv2-style hello or binary data, not a TLS record");
+    CHECK_EQ(out.spoken, SG_SPOKE_UNKNOWN);
     static const uint8_t ccs[] = {0x14, 0x03, 0x03, 0x00, 0x01, 0x01};
     CHECK_VERDICT(sg_sniff_tls(ccs, sizeof(ccs), NULL, &out), out, SG_SNIFF_WRONG_PROTOCOL,
                   "first record is not a TLS handshake");

@@ -1,0 +1,53 @@
+/* The access log's one JSON line per connection, and the per-listener
+ * accounting done at the same moment (when the connection ends). The record
+ * is filled by the connection; formatting it is a pure function. */
+#ifndef SIXGATE_ACCESS_LOG_H
+#define SIXGATE_ACCESS_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "sixgate/log.h"
+#include "sixgate/metrics.h"
+#include "sixgate/routes.h"
+#include "sixgate/snapshot.h"
+
+/* What is known of a connection when it ends. Every pointer is borrowed
+ * from the connection and its snapshot, for the length of one call. */
+struct sg_access_record {
+    uint64_t conn;
+    const struct sg_listener_spec *listener;
+    const struct sockaddr *client; /* from a trusted PROXY header, else the TCP peer */
+    const struct sockaddr *via;    /* the TCP peer when a PROXY header replaced it, or NULL */
+    const struct sockaddr *local;  /* where the client connected (or the header's target) */
+    const char *name;              /* the name routed by, or one refused as received; or NULL */
+    size_t name_len;
+    enum sg_match match;
+    const char *route;                   /* the map's pattern, or NULL */
+    const struct sg_backend *backend;    /* the route's backend, or NULL */
+    uint16_t backend_port;               /* the port the backend is reached on */
+    const struct sockaddr *backend_addr; /* the address connected to, or NULL */
+    uint64_t bytes_from_client;          /* the client's stream, PROXY header not counted */
+    uint64_t bytes_from_backend;
+    uint64_t t_accept, t_routed, t_connected, t_end; /* uv_hrtime(), ns; 0: did not happen */
+    enum sg_outcome outcome;
+    const char *reason; /* or NULL */
+};
+
+/* The size of the buffer sg_access_format() needs for any record. */
+#define SG_ACCESS_LINE_MAX 2048
+
+/* Writes the line for <r>, stamped <time> (sg_log_time()), into <buf> and
+ * returns its length with its "\n". A line that would not fit is cut at a
+ * field boundary and still valid JSON. */
+size_t sg_access_format(const struct sg_access_record *r, const char *time, char *buf,
+                        size_t cap);
+
+/* Writes the line for <r> to the access log, when it is on. */
+void sg_access_log(struct sg_logger *lg, const struct sg_access_record *r);
+
+/* Adds the ended connection to its listener's counters (NULL: none). */
+void sg_access_account(struct sg_listener_stats *ls, const struct sg_access_record *r);
+
+#endif

@@ -1,0 +1,63 @@
+#include "sixgate/access_log.h"
+
+#include "sixgate/address.h"
+#include "sixgate/json.h"
+
+size_t sg_access_format(const struct sg_access_record *r, const char *time, char *buf,
+                        size_t cap)
+{
+    char addr[SG_ADDR_TEXT_MAX], backend[SG_NAME_MAX + 16];
+    struct sg_json j;
+    sg_json_begin(&j, buf, cap);
+    sg_json_cstr(&j, "time", time);
+    sg_json_u64(&j, "conn", r->conn);
+    sg_json_cstr(&j, "listener", r->listener->name);
+    sg_json_cstr(&j, "protocol", sg_protocol_str(r->listener->protocol));
+    if (r->client->sa_family == AF_INET || r->client->sa_family == AF_INET6) {
+        sg_json_cstr(&j, "client", sg_sockaddr_format_ip(r->client, false, addr, sizeof(addr)));
+        sg_json_u64(&j, "client_port", sg_sockaddr_port(r->client));
+    }
+    if (r->via != NULL)
+        sg_json_cstr(&j, "via", sg_sockaddr_format(r->via, addr, sizeof(addr)));
+    sg_json_cstr(&j, "local", sg_sockaddr_format(r->local, addr, sizeof(addr)));
+    sg_json_str(&j, "name", r->name, r->name_len);
+    if (r->listener->protocol != SG_PROTO_TCP)
+        sg_json_cstr(&j, "match", sg_match_str(r->match));
+    sg_json_cstr(&j, "route", r->route);
+    if (r->backend_addr != NULL)
+        sg_json_cstr(&j, "backend", sg_sockaddr_format(r->backend_addr, backend, sizeof(backend)));
+    else if (r->backend != NULL)
+        sg_json_cstr(&j, "backend",
+                     sg_backend_format(r->backend, r->backend_port, backend, sizeof(backend)));
+    else
+        sg_json_str(&j, "backend", NULL, 0);
+    sg_json_u64(&j, "bytes_from_client", r->bytes_from_client);
+    sg_json_u64(&j, "bytes_from_backend", r->bytes_from_backend);
+    if (r->t_routed)
+        sg_json_ms(&j, "sniff_ms", r->t_routed - r->t_accept);
+    if (r->t_connected)
+        sg_json_ms(&j, "connect_ms", r->t_connected - r->t_routed);
+    sg_json_ms(&j, "duration_ms", r->t_end - r->t_accept);
+    sg_json_cstr(&j, "outcome", sg_outcome_str(r->outcome));
+    sg_json_cstr(&j, "reason", r->reason);
+    return sg_json_end(&j);
+}
+
+void sg_access_log(struct sg_logger *lg, const struct sg_access_record *r)
+{
+    if (atomic_load_explicit(&lg->access_fd, memory_order_relaxed) < 0)
+        return;
+    char line[SG_ACCESS_LINE_MAX], now[40];
+    sg_log_time(now, sizeof(now));
+    sg_log_access(lg, line, sg_access_format(r, now, line, sizeof(line)));
+}
+
+void sg_access_account(struct sg_listener_stats *ls, const struct sg_access_record *r)
+{
+    if (ls == NULL)
+        return;
+    sg_stat_sub(&ls->active, 1);
+    sg_stat_add(&ls->outcomes[r->outcome], 1);
+    sg_stat_add(&ls->bytes_from_client, r->bytes_from_client);
+    sg_stat_add(&ls->bytes_from_backend, r->bytes_from_backend);
+}
