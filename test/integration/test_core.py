@@ -18,25 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import (Backend, ALERT_HANDSHAKE_FAILURE, ALERT_INTERNAL_ERROR, ALERT_UNRECOGNIZED_NAME, MiB,
-                      REPO_ROOT, HttpReader, TlsOverSocket, client_hello, connect, curl,
-                      free_port, free_ports, header, http_exchange, http_listener, http_request,
-                      json_body, main_config, pad_hello, payload, read_http_response, recv_all, recv_exact,
-                      reframe_hello, routes_map, run_sixgate, s_client, scaled, tcp_listener, tls_alert,
-                      tls_client, tls_listener, trickle, wait_closed, wait_until)
+from backends import Backend, payload
+from clients import (ALERT_HANDSHAKE_FAILURE, ALERT_INTERNAL_ERROR, ALERT_UNRECOGNIZED_NAME,
+                     HttpReader, TlsOverSocket, client_hello, connect, curl, http_exchange,
+                     http_request, json_body, pad_hello, read_http_response, recv_all, recv_exact,
+                     reframe_hello, s_client, tls_alert, tls_client, trickle, wait_closed)
+from configs import http_listener, main_config, routes_map, tcp_listener, tls_listener
+from http1 import header
+from process import (MiB, REPO_ROOT, V4, V6, free_port, free_ports, one_access, run_sixgate,
+                     scaled, wait_until)
 
-V4, V6 = "127.0.0.1", "::1"
 BOTH = pytest.mark.parametrize("client", [V4, V6], ids=["ipv4", "ipv6"])
-
-
-def one_access(sg, timeout=5.0, **match):
-    """The single access-log line whose fields equal <match>."""
-    def find():
-        hits = [a for a in sg.access_log() if all(a.get(k) == v for k, v in match.items())]
-        return hits if hits else None
-    hits = wait_until(find, scaled(timeout), what=f"an access log line with {match}")
-    assert len(hits) == 1, hits
-    return hits[0]
 
 
 # ---------------------------------------------------------------------------
