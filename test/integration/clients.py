@@ -4,7 +4,7 @@ time.
 
 Sockets
     connect(port, host), recv_all, recv_exact, wait_closed, wait_refused,
-    trickle (one byte per segment)
+    send_then_wait_closed, trickle (one byte per segment)
 HTTP
     http_request (a request head), HttpReader, read_http_response,
     http_exchange, json_body
@@ -111,6 +111,17 @@ def wait_closed(s: socket.socket, timeout: float) -> tuple[str, bytes]:
         if not chunk:
             return "eof", bytes(data)
         data += chunk
+
+
+def send_then_wait_closed(s: socket.socket, data: bytes, timeout: float) -> tuple[str, bytes]:
+    """Sends <data> to a peer that may end the connection before it has
+    taken all of it (an error sending is then no failure), and waits for
+    that end: what wait_closed returns."""
+    try:
+        s.sendall(data)
+    except OSError:
+        pass
+    return wait_closed(s, timeout)
 
 
 def trickle(s: socket.socket, data: bytes, delay: float = 0.002, max_time: float = 30.0):

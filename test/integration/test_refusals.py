@@ -11,7 +11,8 @@ import pytest
 
 from clients import (ALERT_HANDSHAKE_FAILURE, ALERT_INTERNAL_ERROR, ALERT_UNRECOGNIZED_NAME,
                      client_hello, connect, curl, http_exchange, http_request, json_body,
-                     pad_hello, recv_all, s_client, tls_alert, tls_client, wait_closed)
+                     pad_hello, recv_all, s_client, send_then_wait_closed, tls_alert, tls_client,
+                     wait_closed)
 from configs import http_listener, main_config, routes_map, tcp_listener, tls_listener
 from http1 import header
 from process import V4, V6, free_port, free_ports, scaled
@@ -165,11 +166,7 @@ def test_refusals_then_still_serving(sixgate, backends, case):
                   routes_map({"ok.test": hb.addr}, fallback=None))
     port = ph if listener == "http" else pt
     with connect(port) as s:
-        try:
-            s.sendall(data)
-        except OSError:
-            pass
-        kind, reply = wait_closed(s, scaled(5))
+        kind, reply = send_then_wait_closed(s, data, scaled(5))
     if expect is None:
         # an alert or a plain close: never anything else
         assert reply in (b"", tls_alert(50), tls_alert(40), tls_alert(80)), reply
@@ -195,11 +192,7 @@ def test_too_large_client_hello_refused(sixgate, backends):
                   routes_map({"big.test": raw.addr}))
     hello = pad_hello(client_hello("big.test"), 32 * 1024 + 1)
     with connect(port) as s:
-        try:
-            s.sendall(hello)
-        except OSError:
-            pass
-        kind, reply = wait_closed(s, scaled(5))
+        kind, reply = send_then_wait_closed(s, hello, scaled(5))
     assert reply == tls_alert(ALERT_HANDSHAKE_FAILURE)
     a = sixgate.wait_access(1)[0]
     assert a["outcome"] == "too_large" and raw.accepted == 0
