@@ -18,13 +18,11 @@ from pathlib import Path
 
 import pytest
 
-import conftest
-from conftest import (
-    wait_refused,
-    MiB, client_hello, connect, free_ports, http_exchange, http_listener, http_request,
-    json_body, main_config, read_http_response, recv_all, routes_map, scaled, tcp_listener,
-    tls_listener, wait_until,
-)
+import process
+from clients import (client_hello, connect, http_exchange, http_request, json_body,
+                     read_http_response, recv_all, wait_refused)
+from configs import http_listener, main_config, routes_map, tcp_listener, tls_listener
+from process import MiB, free_ports, scaled, wait_until
 
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -351,7 +349,7 @@ def test_notify_datagrams(sixgate, backends, tmp_path, monkeypatch):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.settimeout(scaled(10))
-    monkeypatch.setitem(conftest.CLEAN_ENV, "NOTIFY_SOCKET", path)
+    monkeypatch.setitem(process.CLEAN_ENV, "NOTIFY_SOCKET", path)
     try:
         sixgate.start(main_config([http_listener("web", port)]),
                       routes_map({"site.example": a.addr}))

@@ -15,11 +15,10 @@ import time
 
 import pytest
 
-from conftest import (
-    wait_refused,
-    MiB, connect, free_ports, http_exchange, http_listener, http_request, json_body,
-    main_config, read_http_response, routes_map, scaled, tcp_listener, wait_until,
-)
+from clients import (connect, http_exchange, http_request, json_body, read_http_response,
+                     wait_refused)
+from configs import http_listener, main_config, routes_map, tcp_listener
+from process import MiB, free_ports, scaled, wait_until
 
 
 def reloads_done(sg) -> int:

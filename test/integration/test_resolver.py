@@ -1,7 +1,7 @@
 """Backends written as host names: answers are cached per worker, a name
 being looked up is looked up once however many clients wait for it, and
 failures are remembered briefly. sixgate runs with a private /etc/hosts and
-a DNS server of the test's own on 127.0.0.1 (see conftest), so no query
+a DNS server of the test's own on 127.0.0.1 (backends.SlowDns), so no query
 leaves the machine."""
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import re
 import threading
 import time
 
-from conftest import (
-    free_ports, http_exchange, http_listener, http_request, json_body, main_config,
-    routes_map, scaled, wait_until,
-)
+from clients import http_exchange, http_request, json_body
+from configs import http_listener, main_config, routes_map
+from process import free_ports, scaled
 
 
 def dns_counts(sixgate, admin: int) -> dict[str, int]:
