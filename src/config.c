@@ -603,9 +603,9 @@ static void accept_proxy_one(struct ctx *c, const struct sg_ynode *v, void *obj)
     if (!want_string(c, v, "accept_proxy range"))
         return;
     struct sg_cidr cidr;
-    const char *why;
-    if (!sg_cidr_parse(v->str, v->len, &cidr, &why))
-        errf(c, v, "accept_proxy '%s': %s", v->str, why);
+    enum sg_cidr_status st = sg_cidr_parse(v->str, v->len, &cidr);
+    if (st != SG_CIDR_OK)
+        errf(c, v, "accept_proxy '%s': %s", v->str, sg_cidr_status_str(st));
     else if (!sg_cidr_list_add(&t->spec->accept_proxy, &cidr))
         errf(c, v, "out of memory");
 }
