@@ -10,30 +10,34 @@
 #define MAX_WORKERS 256
 #define MAX_LISTENERS 4096
 
-/* ---- timeouts, limits, log, admin, reload ------------------------------ */
+/* ---- timeouts, limits, log, admin, reload, resolver --------------------- */
+
+/* A key whose value is a mapping of <name>_keys, filling the same object. */
+#define SECTION_KEY(name)                                                                          \
+    static void key_##name(struct config_ctx *c, const struct sg_ynode *v, void *obj)              \
+    {                                                                                              \
+        config_walk_map(c, v, #name, name##_keys, SG_ARRAY_LEN(name##_keys), obj);                 \
+    }
 
 #define DURATION_KEY(field)                                                                        \
     static void key_timeout_##field(struct config_ctx *c, const struct sg_ynode *v, void *obj)     \
     {                                                                                              \
-        config_get_duration(c, v, &((struct sg_timeouts *)obj)->field##_ms, "timeouts." #field);   \
+        config_get_duration(c, v, &((struct sg_snapshot *)obj)->timeouts.field##_ms,               \
+                            "timeouts." #field);                                                   \
     }
 DURATION_KEY(sniff)
 DURATION_KEY(connect)
 DURATION_KEY(idle)
 DURATION_KEY(drain)
 
-static const struct config_key timeout_keys[] = {
+static const struct config_key timeouts_keys[] = {
     {"sniff", key_timeout_sniff},
     {"connect", key_timeout_connect},
     {"idle", key_timeout_idle},
     {"drain", key_timeout_drain},
 };
 
-static void key_timeouts(struct config_ctx *c, const struct sg_ynode *v, void *obj)
-{
-    (void)obj;
-    config_walk_map(c, v, "timeouts", timeout_keys, SG_ARRAY_LEN(timeout_keys), &c->snap->timeouts);
-}
+SECTION_KEY(timeouts)
 
 static void key_limit_http_head(struct config_ctx *c, const struct sg_ynode *v, void *obj)
 {
@@ -47,15 +51,12 @@ static void key_limit_connections(struct config_ctx *c, const struct sg_ynode *v
                     10 * 1000 * 1000);
 }
 
-static const struct config_key limit_keys[] = {
+static const struct config_key limits_keys[] = {
     {"http_head", key_limit_http_head},
     {"connections", key_limit_connections},
 };
 
-static void key_limits(struct config_ctx *c, const struct sg_ynode *v, void *obj)
-{
-    config_walk_map(c, v, "limits", limit_keys, SG_ARRAY_LEN(limit_keys), obj);
-}
+SECTION_KEY(limits)
 
 static void key_log_level(struct config_ctx *c, const struct sg_ynode *v, void *obj)
 {
@@ -108,10 +109,7 @@ static const struct config_key log_keys[] = {
     {"access", key_log_access},
 };
 
-static void key_log(struct config_ctx *c, const struct sg_ynode *v, void *obj)
-{
-    config_walk_map(c, v, "log", log_keys, SG_ARRAY_LEN(log_keys), obj);
-}
+SECTION_KEY(log)
 
 struct admin_tmp {
     const struct sg_ynode *listen;
@@ -181,10 +179,7 @@ static const struct config_key reload_keys[] = {
     {"debounce", key_reload_debounce},
 };
 
-static void key_reload(struct config_ctx *c, const struct sg_ynode *v, void *obj)
-{
-    config_walk_map(c, v, "reload", reload_keys, SG_ARRAY_LEN(reload_keys), obj);
-}
+SECTION_KEY(reload)
 
 static void key_resolver_cache(struct config_ctx *c, const struct sg_ynode *v, void *obj)
 {
@@ -202,10 +197,7 @@ static const struct config_key resolver_keys[] = {
     {"negative_cache", key_resolver_negative_cache},
 };
 
-static void key_resolver(struct config_ctx *c, const struct sg_ynode *v, void *obj)
-{
-    config_walk_map(c, v, "resolver", resolver_keys, SG_ARRAY_LEN(resolver_keys), obj);
-}
+SECTION_KEY(resolver)
 
 static void key_workers(struct config_ctx *c, const struct sg_ynode *v, void *obj)
 {
