@@ -5,13 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool sg_cidr_parse(const char *text, size_t len, struct sg_cidr *out, const char **why)
+enum sg_cidr_status sg_cidr_parse(const char *text, size_t len, struct sg_cidr *out)
 {
     char buf[INET6_ADDRSTRLEN + 8];
-    if (len == 0 || len >= sizeof(buf)) {
-        *why = "invalid address range";
-        return false;
-    }
+    if (len == 0 || len >= sizeof(buf))
+        return SG_CIDR_BAD_RANGE;
     memcpy(buf, text, len);
     buf[len] = '\0';
     memset(out, 0, sizeof(*out));
@@ -25,39 +23,49 @@ bool sg_cidr_parse(const char *text, size_t len, struct sg_cidr *out, const char
         out->family = AF_INET;
         out->prefix = 32;
     } else {
-        *why = "invalid IP address in range";
-        return false;
+        return SG_CIDR_BAD_IP;
     }
     if (slash != NULL) {
         const char *p = slash + 1;
         unsigned v = 0;
-        if (*p == '\0' || strlen(p) > 3) {
-            *why = "invalid prefix length";
-            return false;
-        }
+        if (*p == '\0' || strlen(p) > 3)
+            return SG_CIDR_BAD_PREFIX;
         for (; *p; p++) {
-            if (*p < '0' || *p > '9') {
-                *why = "invalid prefix length";
-                return false;
-            }
+            if (*p < '0' || *p > '9')
+                return SG_CIDR_BAD_PREFIX;
             v = v * 10 + (unsigned)(*p - '0');
         }
-        if (v > out->prefix) {
-            *why = "prefix length too long for the address family";
-            return false;
-        }
+        if (v > out->prefix)
+            return SG_CIDR_PREFIX_TOO_LONG;
         out->prefix = (uint8_t)v;
     }
     size_t bytes = out->family == AF_INET6 ? 16 : 4;
     for (size_t i = 0; i < bytes; i++) {
         unsigned keep = out->prefix >= (i + 1) * 8 ? 8 : out->prefix > i * 8 ? out->prefix - i * 8 : 0;
         uint8_t mask = (uint8_t)(keep ? 0xffu << (8 - keep) : 0);
-        if (out->addr[i] & (uint8_t)~mask) {
-            *why = "address has bits set past the prefix length";
-            return false;
-        }
+        if (out->addr[i] & (uint8_t)~mask)
+            return SG_CIDR_HOST_BITS;
     }
-    return true;
+    return SG_CIDR_OK;
+}
+
+const char *sg_cidr_status_str(enum sg_cidr_status st)
+{
+    switch (st) {
+    case SG_CIDR_OK:
+        return "ok";
+    case SG_CIDR_BAD_RANGE:
+        return "invalid address range";
+    case SG_CIDR_BAD_IP:
+        return "invalid IP address in range";
+    case SG_CIDR_BAD_PREFIX:
+        return "invalid prefix length";
+    case SG_CIDR_PREFIX_TOO_LONG:
+        return "prefix length too long for the address family";
+    case SG_CIDR_HOST_BITS:
+        return "address has bits set past the prefix length";
+    }
+    return "unknown";
 }
 
 bool sg_cidr_list_add(struct sg_cidr_list *l, const struct sg_cidr *c)

@@ -23,11 +23,12 @@ typedef int (*sg_config_read_fn)(void *ctx, const char *path, unsigned char **bu
 int sg_config_read_file(void *ctx, const char *path, unsigned char **buf, size_t *len);
 
 /* Parses the main file (<main_path> names it in messages and anchors the map
- * path) and the map it refers to, which <read> fetches. Returns a snapshot
- * with one reference, or NULL with every error in <diag>. Pure apart from
- * <read>: no logging, no sockets, no global state. */
+ * path) and the map it refers to, which <reader> fetches (called with
+ * <reader_ctx>). Returns a snapshot with one reference, or NULL with every
+ * error in <diag>. Pure apart from <reader>: no logging, no sockets, no
+ * global state. */
 struct sg_snapshot *sg_config_parse(const char *main_path, const unsigned char *main_buf,
-                                    size_t main_len, sg_config_read_fn read, void *ctx,
+                                    size_t main_len, sg_config_read_fn reader, void *reader_ctx,
                                     struct sg_diag *diag);
 
 /* sg_config_parse() on the files themselves. */

@@ -54,8 +54,7 @@ struct sg_snapshot {
     uint64_t generation; /* set by whoever publishes it; 0 until then */
     struct sg_arena arena; /* every string and array below */
 
-    const char *main_path;
-    const char *map_path;
+    const char *map_path; /* the map file; a relative name is joined to the main file's folder */
 
     size_t nlisteners;
     struct sg_listener_spec *listeners;

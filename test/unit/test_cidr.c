@@ -16,11 +16,10 @@ TEST(parse_and_match)
 {
     struct sg_cidr_list l = {0};
     struct sg_cidr c;
-    const char *why;
     static const char *const ranges[] = {"10.0.0.0/8", "2001:db8:ffff::/48", "192.0.2.7",
                                          "203.0.113.128/25"};
     for (size_t i = 0; i < 4; i++) {
-        CHECK(sg_cidr_parse(ranges[i], strlen(ranges[i]), &c, &why));
+        CHECK_EQ(sg_cidr_parse(ranges[i], strlen(ranges[i]), &c), SG_CIDR_OK);
         CHECK(sg_cidr_list_add(&l, &c));
     }
     CHECK(in(&l, "10.1.2.3:1"));
@@ -38,15 +37,17 @@ TEST(parse_and_match)
 TEST(refuses_typos)
 {
     struct sg_cidr c;
-    const char *why = NULL;
-    CHECK(!sg_cidr_parse("10.1.2.3/8", 10, &c, &why));
-    CHECK_STR(why, "address has bits set past the prefix length");
-    CHECK(!sg_cidr_parse("10.0.0.0/33", 11, &c, &why));
-    CHECK(!sg_cidr_parse("10.0.0.0/", 9, &c, &why));
-    CHECK(!sg_cidr_parse("10.0.0.0/x", 10, &c, &why));
-    CHECK(!sg_cidr_parse("example.org/8", 13, &c, &why));
-    CHECK(sg_cidr_parse("::/0", 4, &c, &why));
-    CHECK(sg_cidr_parse("0.0.0.0/0", 9, &c, &why));
+    CHECK_EQ(sg_cidr_parse("10.1.2.3/8", 10, &c), SG_CIDR_HOST_BITS);
+    CHECK_STR(sg_cidr_status_str(SG_CIDR_HOST_BITS),
+              "address has bits set past the prefix length");
+    CHECK_EQ(sg_cidr_parse("10.0.0.0/33", 11, &c), SG_CIDR_PREFIX_TOO_LONG);
+    CHECK_EQ(sg_cidr_parse("10.0.0.0/", 9, &c), SG_CIDR_BAD_PREFIX);
+    CHECK_EQ(sg_cidr_parse("10.0.0.0/x", 10, &c), SG_CIDR_BAD_PREFIX);
+    CHECK_EQ(sg_cidr_parse("10.0.0.0/1234", 13, &c), SG_CIDR_BAD_PREFIX);
+    CHECK_EQ(sg_cidr_parse("example.org/8", 13, &c), SG_CIDR_BAD_IP);
+    CHECK_EQ(sg_cidr_parse("", 0, &c), SG_CIDR_BAD_RANGE);
+    CHECK_EQ(sg_cidr_parse("::/0", 4, &c), SG_CIDR_OK);
+    CHECK_EQ(sg_cidr_parse("0.0.0.0/0", 9, &c), SG_CIDR_OK);
 }
 
 TEST_MAIN(T(parse_and_match), T(refuses_typos))

@@ -1,0 +1,515 @@
+/* The main file's schema: listeners, timeouts, limits, log, admin, reload,
+ * resolver and the process settings, one key table per mapping. The file is
+ * small, so it is read as one tree. docs/config.md is the contract. */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "config_internal.h"
+#include "util.h"
+
+#define MAX_WORKERS 256
+#define MAX_LISTENERS 4096
+
+/* ---- timeouts, limits, log, admin, reload, resolver --------------------- */
+
+/* A key whose value is a mapping of <name>_keys, filling the same object. */
+#define SECTION_KEY(name)                                                                          \
+    static void key_##name(struct config_ctx *c, const struct sg_ynode *v, void *obj)              \
+    {                                                                                              \
+        config_walk_map(c, v, #name, name##_keys, SG_ARRAY_LEN(name##_keys), obj);                 \
+    }
+
+#define DURATION_KEY(field)                                                                        \
+    static void key_timeout_##field(struct config_ctx *c, const struct sg_ynode *v, void *obj)     \
+    {                                                                                              \
+        config_get_duration(c, v, &((struct sg_snapshot *)obj)->timeouts.field##_ms,               \
+                            "timeouts." #field);                                                   \
+    }
+DURATION_KEY(sniff)
+DURATION_KEY(connect)
+DURATION_KEY(idle)
+DURATION_KEY(drain)
+
+static const struct config_key timeouts_keys[] = {
+    {"sniff", key_timeout_sniff},
+    {"connect", key_timeout_connect},
+    {"idle", key_timeout_idle},
+    {"drain", key_timeout_drain},
+};
+
+SECTION_KEY(timeouts)
+
+static void key_limit_http_head(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    config_get_size(c, v, &((struct sg_snapshot *)obj)->http_head_max, "limits.http_head", 1024,
+                    1024 * 1024);
+}
+
+static void key_limit_connections(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    config_get_size(c, v, &((struct sg_snapshot *)obj)->max_connections, "limits.connections", 1,
+                    10 * 1000 * 1000);
+}
+
+static const struct config_key limits_keys[] = {
+    {"http_head", key_limit_http_head},
+    {"connections", key_limit_connections},
+};
+
+SECTION_KEY(limits)
+
+static void key_log_level(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    struct sg_snapshot *s = obj;
+    if (!config_want_string(c, v, "log.level"))
+        return;
+    for (size_t i = 0; i < SG_ARRAY_LEN(names); i++) {
+        if (strcmp(v->str, names[i]) == 0) {
+            s->log_level = (enum sg_log_level)i;
+            return;
+        }
+    }
+    config_error(c, v, "log.level must be error, warn, info or debug, not '%s'", v->str);
+}
+
+/* A path in the main file is relative to that file's folder. */
+static const char *relative_to(struct config_ctx *c, const struct sg_ynode *v)
+{
+    if (v->str[0] == '/')
+        return config_strdup(c, v);
+    const char *base = c->main_path;
+    const char *slash = strrchr(base, '/');
+    size_t dir = slash ? (size_t)(slash - base) + 1 : 0;
+    char *p = sg_arena_alloc(&c->snap->arena, dir + v->len + 1);
+    if (p == NULL) {
+        config_error(c, v, "out of memory");
+        return NULL;
+    }
+    memcpy(p, base, dir);
+    memcpy(p + dir, v->str, v->len + 1);
+    return p;
+}
+
+static void key_log_access(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct sg_snapshot *s = obj;
+    if (!config_want_string(c, v, "log.access"))
+        return;
+    if (strcmp(v->str, "off") == 0)
+        s->access_log = NULL;
+    else if (strcmp(v->str, "stderr") == 0)
+        s->access_log = "stderr";
+    else
+        s->access_log = relative_to(c, v);
+}
+
+static const struct config_key log_keys[] = {
+    {"level", key_log_level},
+    {"access", key_log_access},
+};
+
+SECTION_KEY(log)
+
+struct admin_tmp {
+    const struct sg_ynode *listen;
+    bool allow_remote;
+};
+
+static void key_admin_listen(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct admin_tmp *a = obj;
+    if (!config_want_string(c, v, "admin.listen"))
+        return;
+    struct sg_addr addr;
+    enum sg_addr_status st = sg_addr_parse(v->str, v->len, SG_ADDR_REQUIRE_PORT, &addr);
+    if (st != SG_ADDR_OK) {
+        config_error(c, v, "admin.listen '%s': %s", v->str, sg_addr_status_str(st));
+        return;
+    }
+    c->snap->has_admin = true;
+    c->snap->admin = addr.ip;
+    a->listen = v;
+}
+
+static void key_admin_allow_remote(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    config_get_bool(c, v, &((struct admin_tmp *)obj)->allow_remote, "admin.allow_remote");
+}
+
+/* "listen" comes first: key_admin() checks bit 0. */
+static const struct config_key admin_keys[] = {
+    {"listen", key_admin_listen},
+    {"allow_remote", key_admin_allow_remote},
+};
+
+static bool is_loopback(const union sg_sockaddr *a)
+{
+    if (a->sa.sa_family == AF_INET)
+        return (ntohl(a->in.sin_addr.s_addr) >> 24) == 127;
+    return IN6_IS_ADDR_LOOPBACK(&a->in6.sin6_addr);
+}
+
+static void key_admin(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    (void)obj;
+    struct admin_tmp a = {0};
+    unsigned seen = config_walk_map(c, v, "admin", admin_keys, SG_ARRAY_LEN(admin_keys), &a);
+    if (v->kind == SG_YMAP && !(seen & 1u))
+        config_error(c, v, "admin needs 'listen' (e.g. \"127.0.0.1:9180\")");
+    if (a.listen != NULL && !a.allow_remote && !is_loopback(&c->snap->admin))
+        config_error(c, a.listen,
+                     "admin.listen '%s' is not a loopback address: metrics would be public "
+                     "(set admin.allow_remote: true if that is intended)",
+                     a.listen->str);
+}
+
+static void key_reload_watch(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    config_get_bool(c, v, &((struct sg_snapshot *)obj)->watch_map, "reload.watch");
+}
+
+static void key_reload_debounce(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    config_get_duration(c, v, &((struct sg_snapshot *)obj)->watch_debounce_ms, "reload.debounce");
+}
+
+static const struct config_key reload_keys[] = {
+    {"watch", key_reload_watch},
+    {"debounce", key_reload_debounce},
+};
+
+SECTION_KEY(reload)
+
+static void key_resolver_cache(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    config_get_duration(c, v, &((struct sg_snapshot *)obj)->dns_ttl_ms, "resolver.cache");
+}
+
+static void key_resolver_negative_cache(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    config_get_duration(c, v, &((struct sg_snapshot *)obj)->dns_negative_ttl_ms,
+                        "resolver.negative_cache");
+}
+
+static const struct config_key resolver_keys[] = {
+    {"cache", key_resolver_cache},
+    {"negative_cache", key_resolver_negative_cache},
+};
+
+SECTION_KEY(resolver)
+
+static void key_workers(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct sg_snapshot *s = obj;
+    if (!config_want_string(c, v, "workers"))
+        return;
+    if (strcmp(v->str, "auto") == 0) {
+        s->workers = 0;
+        return;
+    }
+    size_t n;
+    if (!config_is_number(v->str, v->len, 1, MAX_WORKERS, &n))
+        config_error(c, v, "workers must be auto or a number from 1 to %d, not '%s'", MAX_WORKERS,
+                     v->str);
+    else
+        s->workers = (unsigned)n;
+}
+
+static void key_user(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    if (config_want_string(c, v, "user"))
+        ((struct sg_snapshot *)obj)->user = config_strdup(c, v);
+}
+
+static void key_group(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    if (config_want_string(c, v, "group"))
+        ((struct sg_snapshot *)obj)->group = config_strdup(c, v);
+}
+
+static void key_map(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct sg_snapshot *s = obj;
+    if (config_want_string(c, v, "map"))
+        s->map_path = relative_to(c, v);
+}
+
+/* ---- listeners ---------------------------------------------------------- */
+
+struct listener_tmp {
+    struct sg_listener_spec *spec;
+    const struct sg_ynode *backend;
+    const struct sg_ynode *proxy_protocol;
+    const struct sg_ynode *backend_port;
+    bool has_protocol;
+};
+
+static void key_listener_name(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct listener_tmp *t = obj;
+    if (!config_want_string(c, v, "listener name"))
+        return;
+    if (v->len > 64 || strspn(v->str, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789_.-") != v->len) {
+        config_error(c, v, "listener name '%s' must be 1 to 64 letters, digits, '_', '.' or '-'",
+                     v->str);
+        return;
+    }
+    t->spec->name = config_strdup(c, v);
+}
+
+static void key_listener_protocol(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct listener_tmp *t = obj;
+    if (!config_want_string(c, v, "protocol"))
+        return;
+    if (strcmp(v->str, "tls") == 0)
+        t->spec->protocol = SG_PROTO_TLS;
+    else if (strcmp(v->str, "http") == 0)
+        t->spec->protocol = SG_PROTO_HTTP;
+    else if (strcmp(v->str, "tcp") == 0)
+        t->spec->protocol = SG_PROTO_TCP;
+    else {
+        config_error(c, v, "protocol must be tls, http or tcp, not '%s'", v->str);
+        return;
+    }
+    t->has_protocol = true;
+}
+
+/* Calls <fn> on a single value or on each value of a list. */
+static void each_value(struct config_ctx *c, const struct sg_ynode *v, const char *what,
+                       void (*fn)(struct config_ctx *, const struct sg_ynode *, void *), void *obj)
+{
+    if (v->kind == SG_YSCALAR) {
+        fn(c, v, obj);
+        return;
+    }
+    if (v->kind != SG_YSEQ) {
+        config_error(c, v, "%s must be a value or a list of values", what);
+        return;
+    }
+    if (v->len == 0)
+        config_error(c, v, "%s must not be an empty list", what);
+    for (const struct sg_ynode *i = v->first; i != NULL; i = i->next)
+        fn(c, i, obj);
+}
+
+static void listen_one(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct sg_listener_spec *spec = ((struct listener_tmp *)obj)->spec;
+    if (!config_want_string(c, v, "listen address"))
+        return;
+    struct sg_addr a;
+    enum sg_addr_status st = sg_addr_parse(v->str, v->len, SG_ADDR_REQUIRE_PORT, &a);
+    if (st != SG_ADDR_OK) {
+        config_error(c, v, "listen address '%s': %s", v->str, sg_addr_status_str(st));
+        return;
+    }
+    /* the array was sized for every item of the list up front */
+    struct sg_listen_addr *la = &spec->addrs[spec->naddrs++];
+    la->addr = a.ip;
+    la->text = config_strdup(c, v);
+}
+
+static void key_listener_listen(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct listener_tmp *t = obj;
+    size_t n = v->kind == SG_YSEQ ? v->len : 1;
+    t->spec->addrs = sg_arena_alloc(&c->snap->arena, (n ? n : 1) * sizeof(*t->spec->addrs));
+    if (t->spec->addrs == NULL) {
+        config_error(c, v, "out of memory");
+        return;
+    }
+    each_value(c, v, "listen", listen_one, t);
+}
+
+static void key_listener_backend(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    (void)c;
+    ((struct listener_tmp *)obj)->backend = v;
+}
+
+static void key_listener_proxy_protocol(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct listener_tmp *t = obj;
+    if (config_get_proxy_protocol(c, v, &t->spec->backend.proxy_protocol))
+        t->proxy_protocol = v;
+}
+
+static void key_listener_backend_port(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct listener_tmp *t = obj;
+    if (!config_want_string(c, v, "backend_port"))
+        return;
+    size_t n;
+    if (!config_is_number(v->str, v->len, 1, 65535, &n)) {
+        config_error(c, v, "backend_port must be a port number from 1 to 65535, not '%s'", v->str);
+        return;
+    }
+    t->spec->backend_port = (uint16_t)n;
+    t->backend_port = v;
+}
+
+static void accept_proxy_one(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct listener_tmp *t = obj;
+    if (!config_want_string(c, v, "accept_proxy range"))
+        return;
+    struct sg_cidr cidr;
+    enum sg_cidr_status st = sg_cidr_parse(v->str, v->len, &cidr);
+    if (st != SG_CIDR_OK)
+        config_error(c, v, "accept_proxy '%s': %s", v->str, sg_cidr_status_str(st));
+    else if (!sg_cidr_list_add(&t->spec->accept_proxy, &cidr))
+        config_error(c, v, "out of memory");
+}
+
+static void key_listener_accept_proxy(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    each_value(c, v, "accept_proxy", accept_proxy_one, obj);
+}
+
+/* The first three are required: parse_listener() checks bits 0 to 2. */
+static const struct config_key listener_keys[] = {
+    {"name", key_listener_name},
+    {"listen", key_listener_listen},
+    {"protocol", key_listener_protocol},
+    {"backend", key_listener_backend},
+    {"proxy_protocol", key_listener_proxy_protocol},
+    {"accept_proxy", key_listener_accept_proxy},
+    {"backend_port", key_listener_backend_port},
+};
+
+static void parse_listener(struct config_ctx *c, const struct sg_ynode *v,
+                           struct sg_listener_spec *spec)
+{
+    struct listener_tmp t = {.spec = spec};
+    spec->line = v->line;
+    unsigned seen =
+        config_walk_map(c, v, "a listener", listener_keys, SG_ARRAY_LEN(listener_keys), &t);
+    if (v->kind != SG_YMAP)
+        return;
+    static const char *const required[] = {"name", "listen", "protocol"};
+    for (size_t i = 0; i < SG_ARRAY_LEN(required); i++) {
+        if (!(seen & (1u << i)))
+            config_error(c, v, "listener needs '%s'", required[i]);
+    }
+    if (!t.has_protocol)
+        return;
+    if (spec->protocol == SG_PROTO_TCP) {
+        enum sg_proxy_protocol pp = spec->backend.proxy_protocol;
+        struct sg_addr a;
+        if (t.backend == NULL)
+            config_error(c, v, "listener '%s' has protocol tcp and needs a 'backend'",
+                         spec->name ? spec->name : "?");
+        else
+            config_get_backend(c, t.backend, &a, &spec->backend, pp, &c->snap->arena);
+        if (t.backend_port != NULL)
+            config_error(c, t.backend_port,
+                         "'backend_port' is for tls and http listeners; a tcp "
+                         "listener's backend carries its own port");
+    } else {
+        if (t.backend != NULL)
+            config_error(c, t.backend,
+                         "'backend' is only for protocol tcp; %s listeners route by the map",
+                         sg_protocol_str(spec->protocol));
+        if (t.proxy_protocol != NULL)
+            config_error(
+                c, t.proxy_protocol,
+                "'proxy_protocol' is only for protocol tcp; for %s listeners set it per route "
+                "in the map",
+                sg_protocol_str(spec->protocol));
+    }
+}
+
+/* Names and addresses are unique across listeners. */
+static void check_listeners_unique(struct config_ctx *c, const struct sg_snapshot *s)
+{
+    for (size_t a = 0; a < s->nlisteners; a++) {
+        const struct sg_listener_spec *la = &s->listeners[a];
+        for (size_t b = 0; b <= a; b++) {
+            const struct sg_listener_spec *lb = &s->listeners[b];
+            if (b < a && la->name && lb->name && strcmp(la->name, lb->name) == 0)
+                sg_diag_add(c->diag, c->file, la->line, 1,
+                            "duplicate listener name '%s' (first at line %u)", la->name, lb->line);
+            for (size_t i = 0; i < la->naddrs; i++) {
+                for (size_t j = 0; j < (b == a ? i : lb->naddrs); j++) {
+                    if (sg_sockaddr_equal(&la->addrs[i].addr.sa, &lb->addrs[j].addr.sa))
+                        sg_diag_add(c->diag, c->file, la->line, 1,
+                                    "listen address %s is used twice (listener '%s' at line %u)",
+                                    la->addrs[i].text, lb->name ? lb->name : "?", lb->line);
+                }
+            }
+        }
+    }
+}
+
+static void key_listeners(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct sg_snapshot *s = obj;
+    if (v->kind != SG_YSEQ) {
+        config_error(c, v, "listeners must be a list, not %s", sg_ynode_kind_str(v->kind));
+        return;
+    }
+    if (v->len == 0 || v->len > MAX_LISTENERS) {
+        config_error(c, v, "listeners must hold 1 to %d listeners", MAX_LISTENERS);
+        return;
+    }
+    s->listeners = sg_arena_alloc(&s->arena, v->len * sizeof(*s->listeners));
+    if (s->listeners == NULL) {
+        config_error(c, v, "out of memory");
+        return;
+    }
+    memset(s->listeners, 0, v->len * sizeof(*s->listeners));
+    for (const struct sg_ynode *i = v->first; i != NULL; i = i->next)
+        parse_listener(c, i, &s->listeners[s->nlisteners++]);
+    check_listeners_unique(c, s);
+}
+
+/* "listeners" comes first: config_parse_main() checks bit 0. */
+static const struct config_key main_keys[] = {
+    {"listeners", key_listeners},
+    {"timeouts", key_timeouts},
+    {"limits", key_limits},
+    {"map", key_map},
+    {"workers", key_workers},
+    {"user", key_user},
+    {"group", key_group},
+    {"log", key_log},
+    {"admin", key_admin},
+    {"reload", key_reload},
+    {"resolver", key_resolver},
+};
+
+/* ---- the file ----------------------------------------------------------- */
+
+static bool expect_event(struct sg_yreader *r, yaml_event_t *ev, yaml_event_type_t type)
+{
+    if (!sg_yreader_next(r, ev))
+        return false;
+    if (ev->type == type)
+        return true;
+    yaml_event_delete(ev);
+    return false;
+}
+
+void config_parse_main(struct config_ctx *c, const unsigned char *buf, size_t len)
+{
+    struct sg_yreader r;
+    yaml_event_t ev;
+    sg_yreader_init(&r, c->file, buf, len, c->diag);
+    if (!sg_yreader_begin(&r, "the file is empty (expected 'listeners:')", &ev))
+        goto out;
+    struct sg_ynode *root = sg_yreader_node(&r, &ev);
+    if (root == NULL || !expect_event(&r, &ev, YAML_DOCUMENT_END_EVENT))
+        goto out;
+    yaml_event_delete(&ev);
+    if (!sg_yreader_finish(&r))
+        goto out;
+    unsigned seen =
+        config_walk_map(c, root, "the main config", main_keys, SG_ARRAY_LEN(main_keys), c->snap);
+    if (root->kind == SG_YMAP && !(seen & 1u))
+        config_error(c, root, "the main config needs 'listeners'");
+out:
+    sg_yreader_close(&r);
+}
