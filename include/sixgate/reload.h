@@ -1,10 +1,10 @@
 /* Reloading, on the control loop: the triggers (SIGHUP, a debounced change
  * in the map's folder), the reload thread that reads and checks the files,
- * and the publication of what it built. <struct sg_reload> holds the
+ * and the publication of what it built. struct sg_reload holds the
  * published state: the current snapshot, its generation and the listening
- * sockets it needs. A publication binds added addresses, posts the complete
- * state to every worker's mailbox and makes the snapshot current; a failed
- * reload logs every error and keeps what is published.
+ * sockets it needs. A publication binds added addresses, makes the snapshot
+ * current and then posts the complete state to every worker's mailbox; a
+ * failed reload logs every error and keeps what is published.
  *
  * Every function here runs on the control loop's thread. The reload thread
  * touches only its own job, and the loop learns of its end through
