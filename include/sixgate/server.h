@@ -1,8 +1,9 @@
-/* The control thread: it binds listeners, starts the workers, and then only
- * reacts: to signals (SIGHUP reload, SIGTERM/SIGQUIT/SIGINT graceful stop,
- * SIGUSR1 reopen the access log), to changes of the map file, and to the
- * admin endpoint. It carries no client bytes. It holds the one published
- * snapshot, which reloads replace. */
+/* The control thread (the main thread) and its loop: it binds listeners
+ * (through reload.c, which keeps them), drops privileges, starts the workers,
+ * and then only reacts: to SIGTERM/SIGQUIT/SIGINT (graceful stop), to SIGUSR1
+ * (reopen the access log) and to the admin endpoint. Reloads (SIGHUP, the map
+ * watch, the reload thread, publishing) are reload.c's, on the same loop. It
+ * carries no client bytes. */
 #ifndef SIXGATE_SERVER_H
 #define SIXGATE_SERVER_H
 
