@@ -117,6 +117,7 @@ static struct sg_snapshot *snapshot_with_defaults(void)
     s->timeouts = (struct sg_timeouts){DEFAULT_SNIFF_MS, DEFAULT_CONNECT_MS, DEFAULT_IDLE_MS,
                                        DEFAULT_DRAIN_MS};
     s->http_head_max = DEFAULT_HTTP_HEAD;
+    s->splice = SG_SPLICE_AUTO;
     s->log_level = SG_LOG_INFO;
     s->access_log = "stderr";
     s->watch_map = true;

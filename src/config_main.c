@@ -216,6 +216,21 @@ static void key_workers(struct config_ctx *c, const struct sg_ynode *v, void *ob
         s->workers = (unsigned)n;
 }
 
+static void key_splice(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct sg_snapshot *s = obj;
+    if (!config_want_string(c, v, "splice"))
+        return;
+    if (strcmp(v->str, "auto") == 0)
+        s->splice = SG_SPLICE_AUTO;
+    else if (strcmp(v->str, "off") == 0)
+        s->splice = SG_SPLICE_OFF;
+    else if (strcmp(v->str, "always") == 0)
+        s->splice = SG_SPLICE_ALWAYS;
+    else
+        config_error(c, v, "splice must be auto, off or always, not '%s'", v->str);
+}
+
 static void key_user(struct config_ctx *c, const struct sg_ynode *v, void *obj)
 {
     if (config_want_string(c, v, "user"))
@@ -473,6 +488,7 @@ static const struct config_key main_keys[] = {
     {"limits", key_limits},
     {"map", key_map},
     {"workers", key_workers},
+    {"splice", key_splice},
     {"user", key_user},
     {"group", key_group},
     {"log", key_log},

@@ -1,15 +1,22 @@
 #include "sixgate/connection.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "sixgate/access_log.h"
+#include "sixgate/events.h"
 #include "sixgate/protocol.h"
 #include "sixgate/proxy_header.h"
-#include "sixgate/pump.h"
 #include "sixgate/resolver.h"
 #include "util.h"
 
@@ -28,7 +35,7 @@ enum sg_conn_state {
     SG_CONN_CONNECTING,   /* [transient] connecting to the backend */
     SG_CONN_SPLICING,     /* both pumps run until both directions are done */
     SG_CONN_REFUSING,     /* writing a refusal, then lingering */
-    SG_CONN_CLOSED,       /* handles are closing; freed when the last one is */
+    SG_CONN_CLOSED,       /* the sockets are closed; freed when the timer is */
     SG_CONN_NSTATES
 };
 
@@ -50,23 +57,25 @@ static const unsigned allowed[SG_CONN_NSTATES] = {
     [SG_CONN_CLOSED] = 0,
 };
 
-/* One socket of the connection. Who reads it: see side_read_start(). */
+/* One socket of the connection: its descriptor (in the watch), and what
+ * the kernel last said of it. Added once to the loop's event set, edge
+ * triggered; closing the descriptor removes it. */
 struct sg_conn_side {
-    uv_tcp_t tcp;
-    bool open;    /* initialised, and uv_close() not yet called */
-    bool reading; /* a read is registered with libuv */
-    bool eof;     /* client: EOF read before splicing began */
+    struct sg_watch watch;
+    struct sg_ready ready;
+    bool eof; /* client: EOF read before splicing began */
 };
 
 /* Everything the client sent before its backend was connected, replayed to
  * the backend first: a PROXY header from a trusted upstream (the first
  * <header_len> bytes, read but never forwarded), the hello or request head,
- * and what followed it. Freed once written. */
+ * and what followed it. Handed to the pump once connected. */
 struct sg_early_bytes {
     uint8_t *buf;
     size_t len, cap;
     size_t max;        /* the protocol's limit plus room for a PROXY header */
     size_t header_len; /* a received PROXY header at the start of <buf> */
+    size_t sent;       /* bytes of the client's stream it held, for the counters */
 };
 
 struct sg_conn {
@@ -77,8 +86,7 @@ struct sg_conn {
 
     struct sg_conn_side client;
     struct sg_conn_side backend;
-    uv_timer_t timer;
-    unsigned open_handles; /* handles initialised and whose close callback has not run */
+    uv_timer_t timer; /* the state's deadline; its close callback frees the struct */
 
     struct sg_snapshot *snap; /* reference held until the struct is freed */
     const struct sg_listener_spec *listener; /* in <snap> */
@@ -89,37 +97,36 @@ struct sg_conn {
     union sg_sockaddr local; /* where the client connected (or the PROXY header's target) */
     union sg_sockaddr via;   /* the TCP peer when a PROXY header replaced it */
     bool has_via;
+    bool local_known;        /* <local> is filled (else: getsockname when needed) */
 
     struct sg_early_bytes early;
     struct sg_sniff_state sniffer;
     enum sg_sniff_spoken spoken; /* after WRONG_PROTOCOL, for the refusal */
 
-    /* the name and where it leads */
+    /* the name and where it leads: the name routed by, or one refused as
+     * received (RAW_NAME_MAX bytes at most, kept for the access log) */
     bool has_name;
-    struct sg_name name;
-    char raw_name[RAW_NAME_MAX];
+    union {
+        struct sg_name name;
+        char raw[RAW_NAME_MAX];
+    } n;
     size_t raw_name_len;
     struct sg_route_result route;
     uint16_t backend_port;
     union sg_sockaddr backend_addr;
 
     struct sg_resolve_waiter resolve; /* waiting for the backend's name */
-    struct sockaddr_in6 addrs[SG_RESOLVE_MAX_ADDRS]; /* its addresses, tried in turn */
+    struct sockaddr_in6 *addrs;       /* its addresses, tried in turn (heap), or NULL */
     uint8_t naddrs, next_addr;
-    uv_connect_t connect_req;
-
-    /* the first write to the backend: PROXY header and the early bytes */
-    uv_write_t head_req;
-    uint8_t proxy_hdr[SG_PROXY_HEADER_MAX];
-    size_t proxy_hdr_len;
 
     struct sg_pump up;   /* client -> backend */
     struct sg_pump down; /* backend -> client */
     unsigned directions_done;
 
-    uv_write_t refuse_req;
-    uv_shutdown_t refuse_shutdown;
-    uint8_t refusal[SG_REFUSAL_SCRATCH];
+    const uint8_t *refusal; /* REFUSING: what is left to write, and its length */
+    size_t refusal_len;
+    bool refusal_sent;      /* written and the client's side shut down */
+    uint8_t refusal_scratch[SG_REFUSAL_SCRATCH];
 
     uint64_t t_accept, t_routed, t_connected; /* uv_hrtime() */
     uint64_t last_activity;                   /* uv_now(), milliseconds */
@@ -134,10 +141,8 @@ static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char
 static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reason);
 static void start_connect(struct sg_conn *c);
 static void timer_cb(uv_timer_t *t);
-static void client_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-static void backend_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void backend_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void client_event_cb(struct sg_watch *w, uint32_t events);
+static void backend_event_cb(struct sg_watch *w, uint32_t events);
 
 #define CONN_OF(ptr, member) SG_CONTAINER_OF(ptr, struct sg_conn, member)
 
@@ -221,45 +226,6 @@ static void timer_cb(uv_timer_t *t)
     }
 }
 
-/* ---- reading ------------------------------------------------------------ */
-
-/* Who reads a socket: only the connection registers read callbacks, here,
- * and only these two pairs: client_read_cb from accept to close, whatever
- * the state (so that no state change restarts the read, which costs epoll
- * calls), and backend_read_cb from the start of the connect (one epoll
- * registration covers the connect and the reads). Both hand their reads
- * to the pumps while splicing; a pump asks for a pause and a resume under
- * backpressure through pump_reading_cb, which comes back here. */
-static int side_read_start(struct sg_conn *c, struct sg_conn_side *s)
-{
-    if (s->reading)
-        return 0;
-    int err = s == &c->client
-                  ? uv_read_start((uv_stream_t *)&s->tcp, client_alloc_cb, client_read_cb)
-                  : uv_read_start((uv_stream_t *)&s->tcp, backend_alloc_cb, backend_read_cb);
-    if (err == 0)
-        s->reading = true;
-    return err;
-}
-
-static void side_read_stop(struct sg_conn_side *s)
-{
-    if (!s->reading)
-        return;
-    uv_read_stop((uv_stream_t *)&s->tcp);
-    s->reading = false;
-}
-
-static int pump_reading_cb(struct sg_pump *p, bool on)
-{
-    struct sg_conn *c = p->data;
-    struct sg_conn_side *s = p == &c->up ? &c->client : &c->backend;
-    if (on)
-        return side_read_start(c, s);
-    side_read_stop(s);
-    return 0;
-}
-
 /* ---- the end ------------------------------------------------------------ */
 
 static void format_reason(struct sg_conn *c, const char *what, int err)
@@ -268,61 +234,58 @@ static void format_reason(struct sg_conn *c, const char *what, int err)
     c->reason = c->reason_buf;
 }
 
-static void maybe_free(struct sg_conn *c)
+/* The timer is the last handle: the sockets are plain descriptors, closed
+ * at once, and an event for them still in the batch being dispatched finds
+ * the struct CLOSED, not freed (libuv runs close callbacks after I/O). */
+static void timer_closed_cb(uv_handle_t *h)
 {
-    if (c->open_handles > 0)
-        return;
+    struct sg_conn *c = CONN_OF(h, timer);
     free(c->early.buf);
+    free(c->addrs);
     c->proto->sniff_end(&c->sniffer);
     sg_snapshot_unref(c->snap);
     free(c);
 }
 
-static void client_closed_cb(uv_handle_t *h)
+static void close_fd(struct sg_conn_side *s, bool reset)
 {
-    struct sg_conn *c = CONN_OF(h, client.tcp);
-    c->open_handles--;
-    maybe_free(c);
-}
-
-static void backend_closed_cb(uv_handle_t *h)
-{
-    struct sg_conn *c = CONN_OF(h, backend.tcp);
-    c->open_handles--;
-    maybe_free(c);
-}
-
-static void timer_closed_cb(uv_handle_t *h)
-{
-    struct sg_conn *c = CONN_OF(h, timer);
-    c->open_handles--;
-    maybe_free(c);
-}
-
-static void close_backend(struct sg_conn *c, uv_close_cb cb)
-{
-    if (!c->backend.open)
+    if (s->watch.fd < 0)
         return;
-    c->backend.open = false;
-    c->backend.reading = false;
-    uv_close((uv_handle_t *)&c->backend.tcp, cb);
+    if (reset) {
+        struct linger l = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(s->watch.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    }
+    close(s->watch.fd);
+    s->watch.fd = -1;
+}
+
+/* The address the client connected to, asked of the kernel only when the
+ * listener is bound to a wildcard address and something needs it. */
+static const union sg_sockaddr *local_addr(struct sg_conn *c)
+{
+    if (!c->local_known && c->client.watch.fd >= 0) {
+        socklen_t len = sizeof(c->local);
+        if (getsockname(c->client.watch.fd, &c->local.sa, &len) == 0)
+            c->local_known = true;
+    }
+    return &c->local;
 }
 
 /* What the access log and the counters say of the connection. */
-static void fill_record(const struct sg_conn *c, struct sg_access_record *r)
+static void fill_record(struct sg_conn *c, struct sg_access_record *r, bool logging)
 {
     *r = (struct sg_access_record){
         .conn = c->id,
         .listener = c->listener,
         .client = &c->peer.sa,
         .via = c->has_via ? &c->via.sa : NULL,
-        .local = &c->local.sa,
+        .local = logging ? &local_addr(c)->sa : &c->local.sa,
         .match = c->route.match,
         .route = c->route.pattern,
         .backend = c->route.backend,
         .backend_port = c->backend_port,
         .backend_addr = c->t_connected ? &c->backend_addr.sa : NULL,
-        .bytes_from_client = c->up.bytes + c->early.len - c->early.header_len,
+        .bytes_from_client = c->up.bytes + c->early.sent,
         .bytes_from_backend = c->down.bytes,
         .t_accept = c->t_accept,
         .t_routed = c->t_routed,
@@ -332,16 +295,16 @@ static void fill_record(const struct sg_conn *c, struct sg_access_record *r)
         .reason = c->reason,
     };
     if (c->has_name) {
-        r->name = c->name.s;
-        r->name_len = c->name.len;
+        r->name = c->n.name.s;
+        r->name_len = c->n.name.len;
     } else if (c->raw_name_len > 0) {
-        r->name = c->raw_name;
+        r->name = c->n.raw;
         r->name_len = c->raw_name_len;
     }
 }
 
-/* The one door out: records the outcome, logs the connection, closes every
- * handle and cancels what is in flight. Safe to call again. <reset_client>
+/* The one door out: records the outcome, logs the connection, closes both
+ * sockets and cancels what is in flight. Safe to call again. <reset_client>
  * sends a TCP reset to the client instead of a FIN. */
 static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char *reason,
                           bool reset_client)
@@ -353,14 +316,15 @@ static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char
         if (reason != c->reason_buf)
             c->reason = reason;
     }
-    if (c->state == SG_CONN_SPLICING) {
-        sg_pump_stop(&c->up);
-        sg_pump_stop(&c->down);
-    }
+    if (c->state == SG_CONN_RESOLVING || c->state == SG_CONN_CONNECTING ||
+        c->state == SG_CONN_SNIFFING || c->state == SG_CONN_PROXY_HEADER)
+        c->early.sent = c->early.len - c->early.header_len;
     conn_set_state(c, SG_CONN_CLOSED);
     struct sg_access_record rec;
-    fill_record(c, &rec);
-    sg_access_log(c->env->log, &rec);
+    bool logging = sg_access_log_on(c->env->log);
+    fill_record(c, &rec, logging);
+    if (logging)
+        sg_access_log(c->env->log, &rec);
     sg_access_account(c->lstats, &rec);
 
     struct sg_conn_env *env = c->env;
@@ -372,15 +336,13 @@ static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char
         c->next->prev = c->prev;
     env->nconns--;
 
+    sg_pump_release(&c->up, env->pump.pipes);
+    sg_pump_release(&c->down, env->pump.pipes);
     sg_resolve_cancel(&c->resolve); /* the lookup itself goes on, for the cache */
+    close_fd(&c->client, reset_client);
+    close_fd(&c->backend, false);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, timer_closed_cb);
-    c->client.open = false;
-    if (reset_client)
-        uv_tcp_close_reset(&c->client.tcp, client_closed_cb);
-    else
-        uv_close((uv_handle_t *)&c->client.tcp, client_closed_cb);
-    close_backend(c, backend_closed_cb);
     if (env->nconns == 0 && env->on_empty != NULL)
         env->on_empty(env);
 }
@@ -398,23 +360,49 @@ void sg_conn_close_all(struct sg_conn_env *env)
 
 /* ---- refusals ----------------------------------------------------------- */
 
-static void refuse_shutdown_cb(uv_shutdown_t *req, int status)
+/* REFUSING: writes the rest of the refusal, shuts the client's side down,
+ * then drops what the client still sends until its EOF. */
+static void refusing_run(struct sg_conn *c)
 {
-    struct sg_conn *c = CONN_OF(req, refuse_shutdown);
-    if (status == UV_ECANCELED)
+    struct sg_conn_side *s = &c->client;
+    while (c->refusal_len > 0 && s->ready.can_write) {
+        ssize_t n = send(s->watch.fd, c->refusal, c->refusal_len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            s->ready.can_write = false;
+            return;
+        }
+        if (n < 0) {
+            conn_close(c, c->outcome, c->reason);
+            return;
+        }
+        c->refusal += n;
+        c->refusal_len -= (size_t)n;
+    }
+    if (c->refusal_len > 0)
         return;
-    if (status < 0)
-        conn_close(c, c->outcome, c->reason);
-}
-
-static void refuse_write_cb(uv_write_t *req, int status)
-{
-    struct sg_conn *c = CONN_OF(req, refuse_req);
-    if (status == UV_ECANCELED || c->state == SG_CONN_CLOSED)
-        return;
-    if (status < 0 || uv_shutdown(&c->refuse_shutdown, (uv_stream_t *)&c->client.tcp,
-                                  refuse_shutdown_cb) < 0)
-        conn_close(c, c->outcome, c->reason);
+    if (!c->refusal_sent) {
+        c->refusal_sent = true;
+        if (shutdown(s->watch.fd, SHUT_WR) != 0) {
+            conn_close(c, c->outcome, c->reason);
+            return;
+        }
+    }
+    while (s->ready.can_read) {
+        ssize_t n = recv(s->watch.fd, c->env->pump.buf, SG_PUMP_READ_MAX, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            s->ready.can_read = false;
+            return;
+        }
+        if (n <= 0) {
+            conn_close(c, c->outcome, c->reason);
+            return;
+        }
+        sg_ready_after_read(&s->ready, (size_t)n, SG_PUMP_READ_MAX);
+    }
 }
 
 /* Ends the connection with a refusal the client can read, in the words of
@@ -432,139 +420,120 @@ static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reaso
     struct sg_refusal_facts facts = {.name_seen = c->has_name || c->raw_name_len > 0,
                                      .spoken = c->spoken};
     size_t len = 0;
-    const uint8_t *bytes = c->proto->refusal(outcome, &facts, c->refusal, &len);
+    const uint8_t *bytes = c->proto->refusal(outcome, &facts, c->refusal_scratch, &len);
     if (bytes == NULL || len == 0) {
         conn_close(c, outcome, c->reason);
         return;
     }
-    close_backend(c, backend_closed_cb);
+    c->early.sent = c->early.len - c->early.header_len;
+    close_fd(&c->backend, false);
     conn_set_state(c, SG_CONN_REFUSING);
-    uv_buf_t b = uv_buf_init((char *)bytes, (unsigned)len);
-    if (uv_write(&c->refuse_req, (uv_stream_t *)&c->client.tcp, &b, 1, refuse_write_cb) < 0 ||
-        side_read_start(c, &c->client) < 0)
-        conn_close(c, outcome, c->reason);
+    c->refusal = bytes;
+    c->refusal_len = len;
+    refusing_run(c);
 }
 
 /* ---- splicing ----------------------------------------------------------- */
 
-static void pump_done_cb(struct sg_pump *p, int status, enum sg_pump_side failed)
+/* A pump has finished: both done is the end; an error ends it at once. */
+static void pump_finished(struct sg_conn *c, struct sg_pump *p)
 {
-    struct sg_conn *c = p->data;
-    if (c->state != SG_CONN_SPLICING)
-        return;
-    if (status == 0) {
+    if (p->error == 0) {
         if (++c->directions_done == 2)
             conn_close(c, SG_OUT_OK, NULL);
         else
-            sg_pump_other_done(p == &c->up ? &c->down : &c->up);
+            (p == &c->up ? &c->down : &c->up)->other_done = true;
         return;
     }
-    /* The pump names the stream that failed. A reset is passed on as a
+    /* The pump names the socket that failed. A reset is passed on as a
      * reset, so that a truncated transfer never looks complete to the
      * client. */
     bool from_client = p == &c->up;
-    bool client_side = failed == SG_PUMP_FROM ? from_client : !from_client;
+    bool client_side = p->failed == SG_PUMP_FROM ? from_client : !from_client;
     /* A peer that already sent its EOF and then resets (it closed with our
      * last bytes unread) has simply finished: not an error. */
     struct sg_pump *peer_reader = client_side ? &c->up : &c->down;
-    if (failed == SG_PUMP_TO && peer_reader->eof &&
-        (status == UV_ENOTCONN || status == UV_EPIPE || status == UV_ECONNRESET)) {
+    int err = p->error;
+    if (p->failed == SG_PUMP_TO && peer_reader->eof &&
+        (err == -ENOTCONN || err == -EPIPE || err == -ECONNRESET)) {
         if (++c->directions_done == 2)
             conn_close(c, SG_OUT_OK, client_side ? "client closed first" : "backend closed first");
         return;
     }
-    format_reason(c, client_side ? "client" : "backend", status);
+    format_reason(c, client_side ? "client" : "backend", uv_translate_sys_error(-err));
     conn_close_ex(c, client_side ? SG_OUT_CLIENT_ERROR : SG_OUT_BACKEND_ERROR, c->reason_buf,
                   !client_side);
 }
 
-/* Called as soon as the backend is connected, with the head (PROXY header
- * and early bytes) already queued on it: libuv writes a stream's data in
- * the order it was given, so the pumps may start at once. Both sockets are
- * being read already (or the client paused on a full early buffer, or at
- * its EOF), so the pumps only take over what the read callbacks get. */
+/* Runs both directions after an event of either socket. */
+static void splicing_run(struct sg_conn *c)
+{
+    uint64_t before = c->up.bytes + c->down.bytes;
+    struct sg_pump *pumps[2] = {&c->up, &c->down};
+    for (int i = 0; i < 2 && c->state == SG_CONN_SPLICING; i++) {
+        struct sg_pump *p = pumps[i];
+        if (!p->finished && sg_pump_run(p, &c->env->pump))
+            pump_finished(c, p);
+    }
+    if (c->state == SG_CONN_SPLICING && c->up.bytes + c->down.bytes != before)
+        c->last_activity = uv_now(c->env->loop);
+}
+
+/* Connected: the PROXY header (when the backend wants one) and the early
+ * bytes go first, in one write; what the backend does not take at once
+ * is the up pump's first bytes. Then both directions run. */
 static void start_splicing(struct sg_conn *c)
 {
+    uint8_t hdr[SG_PROXY_HEADER_MAX];
+    size_t hlen = 0;
+    if (c->route.backend->proxy_protocol != SG_PROXY_NONE)
+        hlen = sg_proxy_header_encode(c->route.backend->proxy_protocol, &c->peer.sa,
+                                      &local_addr(c)->sa, c->has_name ? c->n.name.s : NULL,
+                                      c->has_name ? c->n.name.len : 0, hdr, sizeof(hdr));
+    struct sg_early_bytes *e = &c->early;
+    size_t body = e->len - e->header_len;
+    e->sent = body;
+    struct iovec iov[2] = {{hdr, hlen}, {e->buf + e->header_len, body}};
+    ssize_t n = 0;
+    if (hlen + body > 0) {
+        do
+            n = writev(c->backend.watch.fd, iov, 2);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            format_reason(c, "backend", uv_translate_sys_error(errno));
+            conn_close_ex(c, SG_OUT_BACKEND_ERROR, c->reason_buf, true);
+            return;
+        }
+        if (n < 0)
+            n = 0;
+    }
     conn_set_state(c, SG_CONN_SPLICING);
     c->last_activity = uv_now(c->env->loop);
-    sg_pump_init(&c->up, (uv_stream_t *)&c->client.tcp, (uv_stream_t *)&c->backend.tcp,
-                 pump_done_cb, pump_reading_cb, c);
-    sg_pump_init(&c->down, (uv_stream_t *)&c->backend.tcp, (uv_stream_t *)&c->client.tcp,
-                 pump_done_cb, pump_reading_cb, c);
-    c->up.last_activity = &c->last_activity;
-    c->down.last_activity = &c->last_activity;
-    int err = 0;
+    sg_pump_init(&c->up, c->client.watch.fd, &c->client.ready, c->backend.watch.fd,
+                 &c->backend.ready);
+    sg_pump_init(&c->down, c->backend.watch.fd, &c->backend.ready, c->client.watch.fd,
+                 &c->client.ready);
+    size_t left = hlen + body - (size_t)n;
+    if (left > 0) {
+        /* keep the unwritten tail: the header's, then the early bytes' */
+        uint8_t *rest = malloc(left);
+        if (rest == NULL) {
+            conn_close(c, SG_OUT_INTERNAL, "out of memory");
+            return;
+        }
+        size_t from_hdr = (size_t)n < hlen ? hlen - (size_t)n : 0;
+        memcpy(rest, hdr + (hlen - from_hdr), from_hdr);
+        memcpy(rest + from_hdr, e->buf + e->header_len + (body - (left - from_hdr)),
+               left - from_hdr);
+        sg_pump_hold(&c->up, rest, left);
+        c->backend.ready.can_write = false;
+    }
+    free(e->buf);
+    e->buf = NULL;
+    e->cap = e->len = 0;
     if (c->client.eof)
         sg_pump_eof(&c->up); /* the client is done already: shut the backend's side */
-    else
-        err = side_read_start(c, &c->client);
-    if (err == 0 && c->state == SG_CONN_SPLICING)
-        err = side_read_start(c, &c->backend);
-    if (err < 0) {
-        format_reason(c, "start", err);
-        conn_close(c, SG_OUT_INTERNAL, c->reason_buf);
-    }
-}
-
-static void backend_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    struct sg_conn *c = CONN_OF(h, backend.tcp);
-    *buf = c->env->read_buf;
-}
-
-/* Only the pump takes what the backend sends; before splicing begins
- * (between connect and the connect callback) nothing arrives. */
-static void backend_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct sg_conn *c = CONN_OF(s, backend.tcp);
-    if (c->state == SG_CONN_SPLICING)
-        sg_pump_read(&c->down, nread, buf);
-}
-
-static void head_write_cb(uv_write_t *req, int status)
-{
-    struct sg_conn *c = CONN_OF(req, head_req);
-    free(c->early.buf); /* written (or cancelled): nothing reads it any more */
-    c->early.buf = NULL;
-    c->early.cap = 0;
-    if (status == UV_ECANCELED || c->state == SG_CONN_CLOSED)
-        return;
-    if (status < 0) {
-        format_reason(c, "backend", status);
-        conn_close_ex(c, SG_OUT_BACKEND_ERROR, c->reason_buf, true);
-    }
-}
-
-/* Queues the PROXY header (when the backend wants one) and the early bytes
- * as the backend's first write. Returns false when the connection closed. */
-static bool send_head(struct sg_conn *c)
-{
-    if (c->route.backend->proxy_protocol != SG_PROXY_NONE)
-        c->proxy_hdr_len = sg_proxy_header_encode(
-            c->route.backend->proxy_protocol, &c->peer.sa, &c->local.sa,
-            c->has_name ? c->name.s : NULL, c->has_name ? c->name.len : 0, c->proxy_hdr,
-            sizeof(c->proxy_hdr));
-    uv_buf_t bufs[2];
-    unsigned n = 0;
-    if (c->proxy_hdr_len > 0)
-        bufs[n++] = uv_buf_init((char *)c->proxy_hdr, (unsigned)c->proxy_hdr_len);
-    if (c->early.len > c->early.header_len)
-        bufs[n++] = uv_buf_init((char *)c->early.buf + c->early.header_len,
-                                (unsigned)(c->early.len - c->early.header_len));
-    if (n == 0) {
-        free(c->early.buf);
-        c->early.buf = NULL;
-        c->early.cap = 0;
-        return true;
-    }
-    int err = uv_write(&c->head_req, (uv_stream_t *)&c->backend.tcp, bufs, n, head_write_cb);
-    if (err < 0) {
-        format_reason(c, "backend", err);
-        conn_close(c, SG_OUT_BACKEND_ERROR, c->reason_buf);
-        return false;
-    }
-    return true;
+    splicing_run(c);
 }
 
 /* ---- connecting --------------------------------------------------------- */
@@ -579,57 +548,85 @@ static void connect_failed(struct sg_conn *c, enum sg_outcome outcome, const cha
     refuse(c, outcome, c->reason_buf);
 }
 
-static void backend_retry_closed_cb(uv_handle_t *h)
+/* The connect failed with <err> (a negative errno): the next address of
+ * the backend's name, or a refusal. */
+static void connect_error(struct sg_conn *c, int err)
 {
-    struct sg_conn *c = CONN_OF(h, backend.tcp);
-    c->open_handles--;
-    if (c->state == SG_CONN_CLOSED)
-        maybe_free(c);
-    else
+    close_fd(&c->backend, false);
+    if (c->next_addr < c->naddrs) {
         start_connect(c);
-}
-
-static void connect_cb(uv_connect_t *req, int status)
-{
-    struct sg_conn *c = CONN_OF(req, connect_req);
-    if (status == UV_ECANCELED || c->state == SG_CONN_CLOSED)
-        return;
-    if (status < 0) {
-        if (c->next_addr < c->naddrs) {
-            /* Another address of the backend's name: a failed socket cannot
-             * connect again, so close it and start afresh. */
-            close_backend(c, backend_retry_closed_cb);
-            return;
-        }
-        connect_failed(c, SG_OUT_CONNECT_FAILED, "connect", status);
         return;
     }
-    c->t_connected = uv_hrtime();
-    uv_tcp_nodelay(&c->backend.tcp, 1);
-    sg_histogram_observe(&c->env->stats->connect, (c->t_connected - c->t_routed) / 1000);
-    if (send_head(c))
-        start_splicing(c);
+    connect_failed(c, SG_OUT_CONNECT_FAILED, "connect", uv_translate_sys_error(-err));
 }
 
-/* Connects to c->backend_addr, or to the next resolved address. */
+static void connected(struct sg_conn *c)
+{
+    c->t_connected = uv_hrtime();
+    sg_histogram_observe(&c->env->stats->connect, (c->t_connected - c->t_routed) / 1000);
+    start_splicing(c);
+}
+
+/* Connects to c->backend_addr, or to the next resolved address: one call
+ * makes a non-blocking socket; it joins the event set once, and its first
+ * writable event says the connect is done (an error event that it failed). */
 static void start_connect(struct sg_conn *c)
 {
     if (c->next_addr < c->naddrs)
         c->backend_addr.in6 = c->addrs[c->next_addr++];
     conn_set_state(c, SG_CONN_CONNECTING);
-    int err = uv_tcp_init(c->env->loop, &c->backend.tcp);
-    if (err < 0) {
-        connect_failed(c, SG_OUT_INTERNAL, "socket for", err);
+    struct sg_conn_side *b = &c->backend;
+    b->ready = (struct sg_ready){0};
+    int fd = socket(c->backend_addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        connect_failed(c, SG_OUT_INTERNAL, "socket for", uv_translate_sys_error(errno));
         return;
     }
-    c->backend.open = true;
-    c->open_handles++;
-    err = uv_tcp_connect(&c->connect_req, &c->backend.tcp, &c->backend_addr.sa, connect_cb);
-    if (err < 0) {
-        connect_failed(c, SG_OUT_CONNECT_FAILED, "connect", err);
+    b->watch.fd = fd;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    int r;
+    do
+        r = connect(fd, &c->backend_addr.sa, sg_sockaddr_len(&c->backend_addr.sa));
+    while (r != 0 && errno == EINTR);
+    if (r != 0 && errno != EINPROGRESS) {
+        connect_error(c, -errno);
         return;
     }
-    side_read_start(c, &c->backend); /* a failure here shows again when splicing starts */
+    int err = sg_events_add(c->env->events, &b->watch);
+    if (err < 0) {
+        close_fd(b, false);
+        connect_failed(c, SG_OUT_INTERNAL, "watch for", uv_translate_sys_error(-err));
+        return;
+    }
+    if (r == 0) {
+        b->ready.can_write = true;
+        connected(c);
+    }
+}
+
+static void backend_event_cb(struct sg_watch *w, uint32_t events)
+{
+    struct sg_conn *c = CONN_OF(w, backend.watch);
+    if (c->state == SG_CONN_CLOSED || w->fd < 0)
+        return;
+    sg_ready_note(&c->backend.ready, events);
+    if (c->state == SG_CONN_SPLICING) {
+        splicing_run(c);
+        return;
+    }
+    if (c->state != SG_CONN_CONNECTING || !c->backend.ready.can_write)
+        return;
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        /* only a failure is worth a question: the kernel keeps its reason */
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
+            err = ECONNREFUSED;
+        connect_error(c, -err);
+        return;
+    }
+    connected(c);
 }
 
 /* The backend's addresses, from the resolver's cache or a lookup. */
@@ -638,6 +635,11 @@ static void resolved(struct sg_conn *c, int status, const struct sockaddr_in6 *a
 {
     if (status < 0 || naddrs == 0) {
         connect_failed(c, SG_OUT_RESOLVE_FAILED, "resolve", status);
+        return;
+    }
+    free(c->addrs);
+    if ((c->addrs = malloc(naddrs * sizeof(addrs[0]))) == NULL) {
+        connect_failed(c, SG_OUT_INTERNAL, "resolve", UV_ENOMEM);
         return;
     }
     c->naddrs = (uint8_t)naddrs;
@@ -654,11 +656,10 @@ static void resolved_cb(struct sg_resolve_waiter *w, int status, const struct so
         resolved(c, status, addrs, naddrs);
 }
 
-/* Routes by c->name (or by nothing: the fallback; or, for a listener that
+/* Routes by the name (or by nothing: the fallback; or, for a listener that
  * does not sniff, to its fixed backend) and starts the connect. The client
  * is still read while the backend is being reached: what it sends joins
- * the early bytes, up to their limit, past which reading pauses and the
- * kernel holds the rest. */
+ * the early bytes, up to their limit, past which the kernel holds the rest. */
 static void route(struct sg_conn *c)
 {
     /* The head is read: a keep-alive connection need not carry the HTTP
@@ -671,8 +672,8 @@ static void route(struct sg_conn *c)
         c->route.backend = &c->listener->backend;
         c->route.pattern = NULL;
     } else {
-        struct sg_name empty = {0};
-        sg_routes_lookup(c->snap->routes, c->has_name ? &c->name : &empty, &c->route);
+        static const struct sg_name empty;
+        sg_routes_lookup(c->snap->routes, c->has_name ? &c->n.name : &empty, &c->route);
         if (c->route.match == SG_MATCH_NONE) {
             refuse(c, SG_OUT_NO_ROUTE, c->has_name ? "no route for the name"
                                                    : "no name and no fallback");
@@ -705,7 +706,7 @@ static void keep_raw_name(struct sg_conn *c, const struct sg_sniffed *out)
     if (out->raw_name == NULL)
         return;
     c->raw_name_len = out->raw_name_len < RAW_NAME_MAX ? out->raw_name_len : RAW_NAME_MAX;
-    memcpy(c->raw_name, out->raw_name, c->raw_name_len);
+    memcpy(c->n.raw, out->raw_name, c->raw_name_len);
 }
 
 static void sniff_verdict(struct sg_conn *c, enum sg_sniff_result r, const struct sg_sniffed *out)
@@ -715,7 +716,7 @@ static void sniff_verdict(struct sg_conn *c, enum sg_sniff_result r, const struc
         return;
     case SG_SNIFF_FOUND:
         c->has_name = true;
-        c->name = out->name;
+        c->n.name = out->name;
         route(c);
         return;
     case SG_SNIFF_NO_NAME:
@@ -743,7 +744,11 @@ static void sniff_verdict(struct sg_conn *c, enum sg_sniff_result r, const struc
  * <fresh> bytes are new. */
 static void sniff_process(struct sg_conn *c, size_t fresh)
 {
-    struct sg_sniffed out = {0};
+    struct sg_sniffed out;
+    out.detail = NULL;
+    out.spoken = SG_SPOKE_UNKNOWN;
+    out.raw_name = NULL;
+    out.raw_name_len = 0;
     size_t start = c->early.header_len;
     enum sg_sniff_result r = c->proto->sniff(&c->sniffer, c->early.buf + start,
                                              c->early.len - start, fresh, c->env->tls_scratch,
@@ -775,20 +780,15 @@ static void proxy_header_process(struct sg_conn *c)
         c->has_via = true;
         c->peer = info.src;
         c->local = info.dst;
+        c->local_known = true;
     }
     start_sniffing(c);
 }
 
-static void client_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Room for the next read in the early bytes, growing up to their limit;
+ * 0 when they are full. */
+static size_t early_room(struct sg_early_bytes *e)
 {
-    (void)suggested;
-    struct sg_conn *c = CONN_OF(h, client.tcp);
-    if (c->state == SG_CONN_SPLICING || c->state == SG_CONN_REFUSING) {
-        /* the pump's buffer, or bytes a refused client still sends: dropped */
-        *buf = c->env->read_buf;
-        return;
-    }
-    struct sg_early_bytes *e = &c->early;
     if (e->cap - e->len < 1024 && e->cap < e->max) {
         size_t cap = e->cap ? e->cap * 2 : EARLY_BUF_START;
         if (cap > e->max)
@@ -799,73 +799,76 @@ static void client_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
             e->cap = cap;
         }
     }
-    /* A full buffer gives a zero-length read: UV_ENOBUFS in the read callback. */
-    *buf = uv_buf_init((char *)e->buf + e->len, (unsigned)(e->cap - e->len));
+    return e->cap - e->len;
 }
 
-/* While the backend is being reached: bytes join the early bytes; a full
- * buffer pauses reading; an EOF is kept for the pump to pass on. */
-static void read_while_connecting(struct sg_conn *c, ssize_t nread)
+/* Reads the client into the early bytes while the kernel has something
+ * and the state wants it: before routing each read goes to the PROXY
+ * header parser or the sniffer; while the backend is being reached the
+ * bytes only join the head, and a full buffer leaves the rest to the
+ * kernel (the pump reads it once spliced). */
+static void early_run(struct sg_conn *c)
 {
-    if (nread == UV_ENOBUFS || nread == UV_EOF) {
-        side_read_stop(&c->client);
-        c->client.eof = nread == UV_EOF;
-        return;
-    }
-    if (nread < 0) {
-        format_reason(c, "client", (int)nread);
-        conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
-        return;
-    }
-    c->early.len += (size_t)nread;
-}
-
-/* Before routing: a PROXY header or the hello or head. */
-static void read_while_sniffing(struct sg_conn *c, ssize_t nread)
-{
-    if (nread == UV_ENOBUFS) {
-        struct sg_sniffed out = {.detail = "hello or head larger than the sniff buffer"};
-        sniff_verdict(c, SG_SNIFF_TOO_LARGE, &out);
-        return;
-    }
-    if (nread < 0) {
-        if (nread == UV_EOF)
-            conn_close(c, SG_OUT_CLIENT_GONE, "client closed before it was routed");
-        else {
-            format_reason(c, "client", (int)nread);
-            conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
+    struct sg_conn_side *s = &c->client;
+    while (s->ready.can_read) {
+        bool sniffing = c->state == SG_CONN_PROXY_HEADER || c->state == SG_CONN_SNIFFING;
+        if (!sniffing && c->state != SG_CONN_RESOLVING && c->state != SG_CONN_CONNECTING)
+            return;
+        size_t room = early_room(&c->early);
+        if (room == 0) {
+            if (sniffing) {
+                struct sg_sniffed out = {.detail = "hello or head larger than the sniff buffer"};
+                sniff_verdict(c, SG_SNIFF_TOO_LARGE, &out);
+            }
+            return;
         }
-        return;
+        ssize_t n = recv(s->watch.fd, c->early.buf + c->early.len, room, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            s->ready.can_read = false;
+            return;
+        }
+        if (n == 0 && !sniffing) {
+            s->eof = true; /* passed on by the pump */
+            s->ready.can_read = false;
+            return;
+        }
+        if (n <= 0) {
+            if (n == 0)
+                conn_close(c, SG_OUT_CLIENT_GONE, "client closed before it was routed");
+            else {
+                format_reason(c, "client", uv_translate_sys_error(errno));
+                conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
+            }
+            return;
+        }
+        sg_ready_after_read(&s->ready, (size_t)n, room);
+        c->early.len += (size_t)n;
+        if (c->state == SG_CONN_PROXY_HEADER)
+            proxy_header_process(c);
+        else if (c->state == SG_CONN_SNIFFING)
+            sniff_process(c, (size_t)n);
     }
-    c->early.len += (size_t)nread;
-    if (c->state == SG_CONN_PROXY_HEADER)
-        proxy_header_process(c);
-    else
-        sniff_process(c, (size_t)nread);
 }
 
-static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Every event of the client's socket, whatever the state: the one place
+ * that decides who reads it. */
+static void client_event_cb(struct sg_watch *w, uint32_t events)
 {
-    struct sg_conn *c = CONN_OF(s, client.tcp);
-    if (nread == 0)
+    struct sg_conn *c = CONN_OF(w, client.watch);
+    if (c->state == SG_CONN_CLOSED)
         return;
+    sg_ready_note(&c->client.ready, events);
     switch (c->state) {
     case SG_CONN_SPLICING:
-        sg_pump_read(&c->up, nread, buf);
+        splicing_run(c);
         return;
-    case SG_CONN_REFUSING: /* lingering: what the client sends is dropped */
-        if (nread < 0)
-            conn_close(c, c->outcome, c->reason);
-        return;
-    case SG_CONN_RESOLVING:
-    case SG_CONN_CONNECTING:
-        read_while_connecting(c, nread);
-        return;
-    case SG_CONN_PROXY_HEADER:
-    case SG_CONN_SNIFFING:
-        read_while_sniffing(c, nread);
+    case SG_CONN_REFUSING:
+        refusing_run(c);
         return;
     default:
+        early_run(c);
         return;
     }
 }
@@ -886,12 +889,6 @@ static bool prepare_early(struct sg_conn *c)
 static void start_sniffing(struct sg_conn *c)
 {
     bool after_proxy_header = c->state == SG_CONN_PROXY_HEADER;
-    int err = side_read_start(c, &c->client);
-    if (err < 0) {
-        format_reason(c, "client", err);
-        conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
-        return;
-    }
     if (!c->proto->sniffs) {
         route(c);
         return;
@@ -902,8 +899,8 @@ static void start_sniffing(struct sg_conn *c)
         sniff_process(c, c->early.len - c->early.header_len);
 }
 
-/* The first read: a PROXY header when the listener expects one from this
- * peer, else the hello or head. */
+/* The first state: a PROXY header when the listener expects one from this
+ * peer, else the hello or head. The socket's first event brings the bytes. */
 static void start_reading(struct sg_conn *c)
 {
     if (!prepare_early(c)) {
@@ -921,24 +918,30 @@ static void start_reading(struct sg_conn *c)
         return;
     }
     conn_set_state(c, SG_CONN_PROXY_HEADER);
-    int err = side_read_start(c, &c->client);
-    if (err < 0) {
-        format_reason(c, "client", err);
-        conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
-    }
 }
 
 /* ---- accept ------------------------------------------------------------- */
 
-void sg_conn_accept(struct sg_conn_env *env, uv_stream_t *server,
-                    const struct sg_listener_spec *listener, struct sg_listener_stats *stats)
+static bool is_wildcard(const union sg_sockaddr *a)
+{
+    if (a->sa.sa_family == AF_INET6)
+        return memcmp(&a->in6.sin6_addr, &in6addr_any, sizeof(in6addr_any)) == 0;
+    return a->in.sin_addr.s_addr == htonl(INADDR_ANY);
+}
+
+void sg_conn_accept(struct sg_conn_env *env, int fd, const union sg_sockaddr *peer,
+                    const union sg_sockaddr *bound, const struct sg_listener_spec *listener,
+                    struct sg_listener_stats *stats)
 {
     struct sg_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        /* Without memory the pending connection cannot even be accepted into
-         * a handle; the listener's queue keeps it and the next attempt may
-         * succeed. */
+        /* accepted already, so the listener goes on; this one is dropped */
+        close(fd);
         sg_log_err(env->log, "accept on %s: out of memory", listener->name);
+        if (stats != NULL) {
+            sg_stat_add(&stats->accepted, 1);
+            sg_stat_add(&stats->outcomes[SG_OUT_INTERNAL], 1);
+        }
         return;
     }
     c->env = env;
@@ -949,10 +952,17 @@ void sg_conn_accept(struct sg_conn_env *env, uv_stream_t *server,
     c->proto = sg_protocol_ops(listener->protocol);
     c->lstats = stats;
     c->state = SG_CONN_ACCEPTED;
-    uv_tcp_init(env->loop, &c->client.tcp);
-    c->client.open = true;
+    c->peer = *peer;
+    if (!is_wildcard(bound)) {
+        c->local = *bound;
+        c->local_known = true;
+    } else {
+        c->local = *bound; /* the port is right; the address is asked for when needed */
+    }
+    c->client.watch = (struct sg_watch){.fd = fd, .cb = client_event_cb};
+    c->client.ready.can_write = true;
+    c->backend.watch = (struct sg_watch){.fd = -1, .cb = backend_event_cb};
     uv_timer_init(env->loop, &c->timer);
-    c->open_handles = 2;
 
     /* linked before anything can close it */
     c->next = env->conns;
@@ -964,22 +974,14 @@ void sg_conn_accept(struct sg_conn_env *env, uv_stream_t *server,
         sg_stat_add(&stats->accepted, 1);
         sg_stat_add(&stats->active, 1);
     }
-
-    int err = uv_accept(server, (uv_stream_t *)&c->client.tcp);
-    int len = sizeof(c->peer);
-    if (err == 0)
-        err = uv_tcp_getpeername(&c->client.tcp, &c->peer.sa, &len);
-    len = sizeof(c->local);
-    if (err == 0)
-        err = uv_tcp_getsockname(&c->client.tcp, &c->local.sa, &len);
-    if (err < 0) {
-        format_reason(c, "accept", err);
-        conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
-        return;
-    }
-    uv_tcp_nodelay(&c->client.tcp, 1);
     if (env->max_conns > 0 && env->nconns > env->max_conns) {
         conn_close_ex(c, SG_OUT_OVERLOAD, "connection limit reached", true);
+        return;
+    }
+    int err = sg_events_add(env->events, &c->client.watch);
+    if (err < 0) {
+        format_reason(c, "watch", uv_translate_sys_error(-err));
+        conn_close(c, SG_OUT_INTERNAL, c->reason_buf);
         return;
     }
     start_reading(c);

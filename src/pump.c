@@ -1,173 +1,315 @@
 #include "sixgate/pump.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-static void pump_finish(struct sg_pump *p, int status, enum sg_pump_side failed)
+/* ---- readiness ---------------------------------------------------------- */
+
+void sg_ready_note(struct sg_ready *r, uint32_t events)
 {
-    if (p->finished)
-        return;
-    p->finished = true;
-    p->reading(p, false);
-    p->on_done(p, status, failed);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        r->can_read = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        r->can_write = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        r->hup = true;
 }
 
-static void shutdown_cb(uv_shutdown_t *req, int status)
+void sg_ready_after_read(struct sg_ready *r, size_t got, size_t asked)
 {
-    struct sg_pump *p = req->data;
-    if (status == UV_ECANCELED)
-        return; /* the owner is closing the stream */
-    pump_finish(p, status, SG_PUMP_TO);
+    if (got < asked && !r->hup)
+        r->can_read = false;
 }
 
-/* libuv's shutdown happens on the next loop iteration, once the stream is
- * writable. A shutdown(2) at once would save an epoll call, but measured
- * 15% more CPU per short HTTP connection: a client that knows from
- * Content-Length that the response is complete closes first when our FIN
- * comes a little later, and the TIME_WAIT then stays on its side. */
-static void start_shutdown(struct sg_pump *p)
-{
-    p->sreq.data = p;
-    int err = uv_shutdown(&p->sreq, p->to, shutdown_cb);
-    if (err < 0)
-        pump_finish(p, err, SG_PUMP_TO);
-}
+/* ---- pipes -------------------------------------------------------------- */
 
-static void got_eof(struct sg_pump *p);
+struct sg_pipe {
+    int r, w;
+    struct sg_pipe *next;
+};
 
-static void write_cb(uv_write_t *req, int status)
+struct sg_pipe_pool {
+    struct sg_pipe *idle;
+    unsigned nidle, nused, max, keep;
+};
+
+struct sg_pipe_pool *sg_pipe_pool_new(unsigned max, unsigned keep)
 {
-    struct sg_pump *p = req->data;
-    p->writing = false;
-    free(p->pending);
-    p->pending = NULL;
-    if (status == UV_ECANCELED || p->finished)
-        return;
-    if (status < 0) {
-        pump_finish(p, status, SG_PUMP_TO);
-        return;
+    struct sg_pipe_pool *pool = calloc(1, sizeof(*pool));
+    if (pool != NULL) {
+        pool->max = max;
+        pool->keep = keep;
     }
-    if (p->eof) {
-        if (p->other_done)
-            pump_finish(p, 0, SG_PUMP_FROM);
-        else
-            start_shutdown(p);
+    return pool;
+}
+
+static void pipe_close(struct sg_pipe *pp)
+{
+    close(pp->r);
+    close(pp->w);
+    free(pp);
+}
+
+void sg_pipe_pool_free(struct sg_pipe_pool *pool)
+{
+    if (pool == NULL)
         return;
+    while (pool->idle != NULL) {
+        struct sg_pipe *pp = pool->idle;
+        pool->idle = pp->next;
+        pipe_close(pp);
     }
-    int err = p->reading(p, true);
-    if (err < 0)
-        pump_finish(p, err, SG_PUMP_FROM);
+    free(pool);
 }
 
-/* libuv reports EOF, without reading again, when poll says the peer hung
- * up after a partial read: a reset then looks like a clean end. The error
- * the kernel holds for the socket tells them apart. */
-static int pending_error(uv_stream_t *s)
+unsigned sg_pipe_pool_in_use(const struct sg_pipe_pool *pool)
 {
-    uv_os_fd_t fd;
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (uv_fileno((uv_handle_t *)s, &fd) != 0 ||
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        return 0;
-    return err ? uv_translate_sys_error(err) : 0;
+    return pool ? pool->nused : 0;
 }
 
-/* EOF from <from>: pass it on as a shutdown once the pending bytes are
- * written. When the other direction is over already, the owner closes both
- * streams next, and close sends the FIN: a shutdown would only cost a call. */
-static void got_eof(struct sg_pump *p)
+/* An empty pipe, or NULL (none left, or the kernel refused one). */
+static struct sg_pipe *pipe_get(struct sg_pipe_pool *pool)
 {
-    p->eof = true;
-    p->reading(p, false);
-    if (p->writing)
-        return;
-    if (p->other_done)
-        pump_finish(p, 0, SG_PUMP_FROM);
-    else
-        start_shutdown(p);
-}
-
-void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf)
-{
-    uv_stream_t *s = p->from;
-    if (nread == 0 || p->finished)
-        return;
-    if (nread == UV_EOF && s->type == UV_TCP) {
-        int err = pending_error(s);
-        /* EPIPE is what a reset after the peer's FIN leaves (it came in
-         * CLOSE_WAIT): everything before the FIN arrived, so it is an EOF. */
-        if (err < 0 && err != UV_EPIPE) {
-            pump_finish(p, err, SG_PUMP_FROM);
-            return;
+    if (pool == NULL || pool->nused >= pool->max)
+        return NULL;
+    struct sg_pipe *pp = pool->idle;
+    if (pp != NULL) {
+        pool->idle = pp->next;
+        pool->nidle--;
+    } else {
+        int fds[2];
+        if ((pp = malloc(sizeof(*pp))) == NULL)
+            return NULL;
+        if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+            free(pp);
+            return NULL;
         }
+        pp->r = fds[0];
+        pp->w = fds[1];
     }
-    if (nread == UV_EOF) {
-        got_eof(p);
-        return;
-    }
-    if (nread < 0) {
-        pump_finish(p, (int)nread, SG_PUMP_FROM);
-        return;
-    }
-    p->bytes += (uint64_t)nread;
-    if (p->last_activity != NULL)
-        *p->last_activity = uv_now(s->loop);
-
-    uv_buf_t out = uv_buf_init(buf->base, (unsigned)nread);
-    int n = uv_try_write(p->to, &out, 1);
-    if (n == nread)
-        return;
-    if (n < 0 && n != UV_EAGAIN) {
-        pump_finish(p, n, SG_PUMP_TO);
-        return;
-    }
-    /* Backpressure: keep the rest on the heap and stop reading until the
-     * receiver has taken it. */
-    size_t done = n > 0 ? (size_t)n : 0;
-    size_t rest = (size_t)nread - done;
-    p->pending = malloc(rest);
-    if (p->pending == NULL) {
-        pump_finish(p, UV_ENOMEM, SG_PUMP_FROM);
-        return;
-    }
-    memcpy(p->pending, buf->base + done, rest);
-    out = uv_buf_init(p->pending, (unsigned)rest);
-    p->wreq.data = p;
-    int err = uv_write(&p->wreq, p->to, &out, 1, write_cb);
-    if (err < 0) {
-        free(p->pending);
-        p->pending = NULL;
-        pump_finish(p, err, SG_PUMP_TO);
-        return;
-    }
-    p->writing = true;
-    p->reading(p, false);
+    pool->nused++;
+    return pp;
 }
 
-void sg_pump_init(struct sg_pump *p, uv_stream_t *from, uv_stream_t *to, sg_pump_done_cb on_done,
-                  sg_pump_reading_cb reading, void *data)
+/* Gives back a pipe; one that may still hold bytes is closed instead. */
+static void pipe_put(struct sg_pipe_pool *pool, struct sg_pipe *pp, bool empty)
+{
+    pool->nused--;
+    if (!empty || pool->nidle >= pool->keep) {
+        pipe_close(pp);
+        return;
+    }
+    pp->next = pool->idle;
+    pool->idle = pp;
+    pool->nidle++;
+}
+
+/* ---- the pump ----------------------------------------------------------- */
+
+void sg_pump_init(struct sg_pump *p, int from, struct sg_ready *rfrom, int to,
+                  struct sg_ready *rto)
 {
     memset(p, 0, sizeof(*p));
     p->from = from;
     p->to = to;
-    p->on_done = on_done;
-    p->reading = reading;
-    p->data = data;
+    p->rfrom = rfrom;
+    p->rto = rto;
+}
+
+void sg_pump_hold(struct sg_pump *p, uint8_t *data, size_t len)
+{
+    p->pending = data;
+    p->pending_off = 0;
+    p->pending_len = len;
 }
 
 void sg_pump_eof(struct sg_pump *p)
 {
-    got_eof(p);
+    p->eof = true;
 }
 
-void sg_pump_other_done(struct sg_pump *p)
+bool sg_pump_holds_bytes(const struct sg_pump *p)
 {
-    p->other_done = true;
+    return p->pending_len > 0 || p->in_pipe > 0;
 }
 
-void sg_pump_stop(struct sg_pump *p)
+static bool finish(struct sg_pump *p, int error, enum sg_pump_side failed)
 {
     p->finished = true;
+    p->error = error;
+    p->failed = failed;
+    return true;
+}
+
+static bool would_block(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK;
+}
+
+/* Writes what the pump holds. Returns 1 when all of it is written, 0 when
+ * <to> is full, or a negative errno. */
+static int flush(struct sg_pump *p, struct sg_pipe_pool *pipes)
+{
+    while (p->pending_len > 0) {
+        if (!p->rto->can_write)
+            return 0;
+        ssize_t n = send(p->to, p->pending + p->pending_off, p->pending_len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (!would_block(errno))
+                return -errno;
+            p->rto->can_write = false;
+            return 0;
+        }
+        p->pending_off += (size_t)n;
+        p->pending_len -= (size_t)n;
+        if (p->pending_len > 0)
+            p->rto->can_write = false; /* a short write: the socket is full */
+    }
+    free(p->pending);
+    p->pending = NULL;
+    while (p->in_pipe > 0) {
+        if (!p->rto->can_write)
+            return 0;
+        ssize_t n = splice(p->pipe->r, NULL, p->to, NULL, p->in_pipe,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (!would_block(errno))
+                return -errno;
+            p->rto->can_write = false;
+            return 0;
+        }
+        p->in_pipe -= (size_t)n;
+        if (p->in_pipe > 0)
+            p->rto->can_write = false;
+    }
+    if (p->pipe != NULL) {
+        pipe_put(pipes, p->pipe, true);
+        p->pipe = NULL;
+    }
+    return 1;
+}
+
+/* One read by splice into a pipe from the pool. Returns the bytes moved
+ * (0 at EOF), -EAGAIN when nothing was there, another negative errno, or
+ * NO_PIPE (no pipe: copy instead). */
+#define NO_PIPE (-100000)
+static ssize_t splice_in(struct sg_pump *p, struct sg_pipe_pool *pipes)
+{
+    if ((p->pipe = pipe_get(pipes)) == NULL)
+        return NO_PIPE;
+    ssize_t n;
+    do
+        n = splice(p->from, NULL, p->pipe->w, NULL, SG_PUMP_READ_MAX,
+                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        p->in_pipe = (size_t)n;
+        p->spliced += (uint64_t)n;
+        return n;
+    }
+    int err = n < 0 ? errno : 0;
+    pipe_put(pipes, p->pipe, true);
+    p->pipe = NULL;
+    if (err == EINVAL || err == ENOSYS)
+        return NO_PIPE; /* this pair of sockets cannot be spliced: copy */
+    return n < 0 ? -err : 0;
+}
+
+/* One read into the shared buffer, written on at once; what <to> does not
+ * take is kept on the heap. Returns the bytes read (0 at EOF) or a negative
+ * errno; -ENOMEM and write errors are reported through <werr>. */
+static ssize_t copy_once(struct sg_pump *p, const struct sg_pump_env *env, int *werr)
+{
+    ssize_t n;
+    do
+        n = recv(p->from, env->buf, SG_PUMP_READ_MAX, 0);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return n < 0 ? -errno : 0;
+    ssize_t w = -1;
+    if (p->rto->can_write) {
+        do
+            w = send(p->to, env->buf, (size_t)n, MSG_NOSIGNAL);
+        while (w < 0 && errno == EINTR);
+        if (w < 0 && !would_block(errno)) {
+            *werr = -errno;
+            return n;
+        }
+    }
+    if (w < 0)
+        w = 0;
+    if (w < n) {
+        p->rto->can_write = false;
+        size_t rest = (size_t)(n - w);
+        if ((p->pending = malloc(rest)) == NULL) {
+            *werr = -ENOMEM;
+            return n;
+        }
+        memcpy(p->pending, env->buf + w, rest);
+        p->pending_off = 0;
+        p->pending_len = rest;
+    }
+    return n;
+}
+
+bool sg_pump_run(struct sg_pump *p, const struct sg_pump_env *env)
+{
+    if (p->finished)
+        return true;
+    for (;;) {
+        int f = flush(p, env->pipes);
+        if (f < 0)
+            return finish(p, f, SG_PUMP_TO);
+        if (f == 0)
+            return false;
+        if (p->eof) {
+            if (!p->other_done && shutdown(p->to, SHUT_WR) != 0)
+                return finish(p, -errno, SG_PUMP_TO);
+            return finish(p, 0, SG_PUMP_FROM);
+        }
+        if (!p->rfrom->can_read)
+            return false;
+        bool try_splice = env->pipes != NULL &&
+                          (env->splice == SG_SPLICE_ALWAYS ||
+                           (env->splice == SG_SPLICE_AUTO && p->bytes >= SG_SPLICE_AFTER));
+        ssize_t n = try_splice ? splice_in(p, env->pipes) : NO_PIPE;
+        int werr = 0;
+        if (n == NO_PIPE)
+            n = copy_once(p, env, &werr);
+        if (n < 0) {
+            if (!would_block((int)-n))
+                return finish(p, (int)n, SG_PUMP_FROM);
+            p->rfrom->can_read = false;
+            return false;
+        }
+        if (n == 0) {
+            p->eof = true;
+            continue;
+        }
+        p->bytes += (uint64_t)n;
+        sg_ready_after_read(p->rfrom, (size_t)n, SG_PUMP_READ_MAX);
+        if (werr != 0)
+            return finish(p, werr, werr == -ENOMEM ? SG_PUMP_FROM : SG_PUMP_TO);
+    }
+}
+
+void sg_pump_release(struct sg_pump *p, struct sg_pipe_pool *pipes)
+{
+    free(p->pending);
+    p->pending = NULL;
+    p->pending_len = 0;
+    if (p->pipe != NULL) {
+        pipe_put(pipes, p->pipe, p->in_pipe == 0);
+        p->pipe = NULL;
+        p->in_pipe = 0;
+    }
 }

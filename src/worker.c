@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,12 +11,27 @@
 #include "sixgate/resolver.h"
 #include "sixgate/sniff_tls.h"
 
+/* How many connections one readiness event of a listener accepts at most;
+ * more wait for the next event (the socket is level-triggered). */
+#define ACCEPT_BATCH 64
+/* How long a listener stops accepting when descriptors or memory ran out:
+ * the pending connections wait in the kernel's queue meanwhile. */
+#define ACCEPT_PAUSE_MS 500
+/* At most one "out of descriptors" line per this many milliseconds. */
+#define FD_WARNING_EVERY_MS 10000
+/* Pipes for splice(2): a pump holds one only while bytes wait in it (a slow
+ * receiver); past this many in use a worker copies instead. */
+#define SG_WORKER_PIPES_MAX 512
+#define SG_WORKER_PIPES_KEEP 32
+
 struct sg_worker_listener {
-    uv_tcp_t handle;
+    struct sg_watch watch;   /* this worker's dup() of the bound socket */
     struct sg_worker *w;
     struct sg_bound *bound;  /* a reference: identity across messages */
     size_t index;            /* into w->env.snap->listeners */
     struct sg_listener_stats *stats;
+    uv_timer_t pause;        /* the back-off after EMFILE and the like */
+    bool paused;             /* out of the event set until <pause> fires */
     struct sg_worker_listener *next;
 };
 
@@ -41,16 +57,65 @@ void sg_worker_msg_free(struct sg_worker_msg *m)
     free(m);
 }
 
-static void accept_cb(uv_stream_t *server, int status)
+static void resume_cb(uv_timer_t *t)
 {
-    struct sg_worker_listener *l = server->data;
-    struct sg_worker *w = l->w;
-    if (status < 0) {
-        sg_log_warn(w->log, "worker %u: accept on %s: %s", w->id, l->bound->text,
-                    uv_strerror(status));
+    struct sg_worker_listener *l = t->data;
+    int err = sg_events_add_listener(&l->w->events, &l->watch);
+    if (err < 0) {
+        uv_timer_start(&l->pause, resume_cb, ACCEPT_PAUSE_MS, 0);
         return;
     }
-    sg_conn_accept(&w->env, server, &w->env.snap->listeners[l->index], l->stats);
+    l->paused = false;
+}
+
+/* Out of descriptors (or kernel memory): accepting again at once would only
+ * fail again, in a loop. The listener leaves the event set for a while;
+ * the kernel keeps the pending connections queued. */
+static void pause_listener(struct sg_worker_listener *l, int err)
+{
+    struct sg_worker *w = l->w;
+    if (sg_events_remove(&w->events, &l->watch) == 0)
+        l->paused = true;
+    uv_timer_start(&l->pause, resume_cb, ACCEPT_PAUSE_MS, 0);
+    w->fd_pauses++;
+    uint64_t now = uv_now(&w->loop);
+    if (w->last_fd_warning == 0 || now - w->last_fd_warning >= FD_WARNING_EVERY_MS) {
+        sg_log_warn(w->log,
+                    "worker %u: accept on %s: %s; not accepting for %d ms (%llu times since "
+                    "the last warning)",
+                    w->id, l->bound->text, strerror(err), ACCEPT_PAUSE_MS,
+                    (unsigned long long)w->fd_pauses);
+        w->last_fd_warning = now;
+        w->fd_pauses = 0;
+    }
+}
+
+/* The listener is readable: accept4() gives the connection non-blocking,
+ * with its peer's address, in one call. */
+static void listener_event_cb(struct sg_watch *watch, uint32_t events)
+{
+    (void)events;
+    struct sg_worker_listener *l = SG_CONTAINER_OF(watch, struct sg_worker_listener, watch);
+    struct sg_worker *w = l->w;
+    for (int i = 0; i < ACCEPT_BATCH && !l->paused; i++) {
+        union sg_sockaddr peer;
+        socklen_t len = sizeof(peer);
+        int fd = accept4(l->watch.fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_listener(l, errno);
+            else
+                sg_log_warn(w->log, "worker %u: accept on %s: %s", w->id, l->bound->text,
+                            strerror(errno));
+            return;
+        }
+        sg_conn_accept(&w->env, fd, &peer, &l->bound->addr, &w->env.snap->listeners[l->index],
+                       l->stats);
+    }
 }
 
 static void listener_closed_cb(uv_handle_t *h)
@@ -60,9 +125,15 @@ static void listener_closed_cb(uv_handle_t *h)
     free(l);
 }
 
+/* The descriptor is a dup() of the bound socket, so closing it would not
+ * take it out of the event set while the bound's copy is open: remove it
+ * first. */
 static void close_listener(struct sg_worker_listener *l)
 {
-    uv_close((uv_handle_t *)&l->handle, listener_closed_cb);
+    if (!l->paused)
+        sg_events_remove(&l->w->events, &l->watch);
+    close(l->watch.fd);
+    uv_close((uv_handle_t *)&l->pause, listener_closed_cb);
 }
 
 static void open_listener(struct sg_worker *w, const struct sg_worker_bind *b)
@@ -85,17 +156,14 @@ static void open_listener(struct sg_worker *w, const struct sg_worker_bind *b)
     l->bound = sg_bound_ref(b->bound);
     l->index = b->listener;
     l->stats = sg_worker_stats_listener(&w->stats, spec->name);
-    uv_tcp_init(&w->loop, &l->handle);
-    l->handle.data = l;
-    int err = uv_tcp_open(&l->handle, fd);
-    if (err == 0)
-        err = uv_listen((uv_stream_t *)&l->handle, SG_LISTEN_BACKLOG, accept_cb);
+    l->watch = (struct sg_watch){.fd = fd, .cb = listener_event_cb};
+    uv_timer_init(&w->loop, &l->pause);
+    l->pause.data = l;
+    int err = sg_events_add_listener(&w->events, &l->watch);
     if (err < 0) {
         sg_log_err(w->log, "worker %u: listener %s %s: %s", w->id, spec->name, b->bound->text,
-                   uv_strerror(err));
-        uv_os_fd_t opened;
-        if (uv_fileno((uv_handle_t *)&l->handle, &opened) != 0)
-            close(fd); /* uv_tcp_open() did not take it */
+                   strerror(-err));
+        l->paused = true; /* not in the set */
         close_listener(l);
         return;
     }
@@ -138,6 +206,7 @@ static void finish(struct sg_worker *w)
         /* lookups in flight are cancelled; the loop ends when they are done */
         sg_resolver_close(w->env.resolver);
         w->env.resolver = NULL;
+        sg_events_close(&w->events);
     }
     uv_mutex_unlock(&w->wake_lock);
 }
@@ -156,6 +225,7 @@ static void apply(struct sg_worker *w, struct sg_worker_msg *m)
     w->env.snap = sg_snapshot_ref(m->snap);
     sg_snapshot_unref(old);
     w->mode = m->mode;
+    w->env.pump.splice = w->env.snap->splice;
     if (w->env.resolver != NULL)
         sg_resolver_set_ttl(w->env.resolver, w->env.snap->dns_ttl_ms,
                             w->env.snap->dns_negative_ttl_ms);
@@ -251,17 +321,23 @@ int sg_worker_start(struct sg_worker *w, unsigned id, struct sg_logger *log, siz
     uv_check_start(&w->lag_check, lag_check_cb);
     uv_unref((uv_handle_t *)&w->lag_prepare);
     uv_unref((uv_handle_t *)&w->lag_check);
+    if ((err = sg_events_open(&w->events, &w->loop)) < 0)
+        goto out_close_wake;
     w->env.loop = &w->loop;
+    w->env.events = &w->events;
     w->env.log = log;
     w->env.stats = &w->stats;
     w->env.worker_id = id;
     w->env.max_conns = max_conns;
     w->env.on_empty = on_empty;
     w->env.tls_scratch = malloc(SG_TLS_SCRATCH_SIZE);
-    w->env.read_buf = uv_buf_init(malloc(SG_PUMP_READ_MAX), SG_PUMP_READ_MAX);
+    w->env.pump.buf = malloc(SG_PUMP_READ_MAX);
+    w->env.pump.pipes = sg_pipe_pool_new(SG_WORKER_PIPES_MAX, SG_WORKER_PIPES_KEEP);
+    w->env.pump.splice = first->snap->splice;
     w->env.resolver = sg_resolver_new(&w->loop, first->snap->dns_ttl_ms,
                                       first->snap->dns_negative_ttl_ms, &w->stats.dns);
-    if (w->env.tls_scratch == NULL || w->env.read_buf.base == NULL || w->env.resolver == NULL) {
+    if (w->env.tls_scratch == NULL || w->env.pump.buf == NULL || w->env.pump.pipes == NULL ||
+        w->env.resolver == NULL) {
         err = UV_ENOMEM;
         goto out_free_buffers;
     }
@@ -271,8 +347,11 @@ int sg_worker_start(struct sg_worker *w, unsigned id, struct sg_logger *log, siz
 
 out_free_buffers:
     free(w->env.tls_scratch);
-    free(w->env.read_buf.base);
+    free(w->env.pump.buf);
+    sg_pipe_pool_free(w->env.pump.pipes);
     sg_resolver_close(w->env.resolver);
+    sg_events_close(&w->events);
+out_close_wake:
     uv_close((uv_handle_t *)&w->wake, NULL);
     uv_close((uv_handle_t *)&w->lag_prepare, NULL);
     uv_close((uv_handle_t *)&w->lag_check, NULL);
@@ -306,6 +385,7 @@ void sg_worker_join(struct sg_worker *w)
     sg_snapshot_unref(w->env.snap);
     w->env.snap = NULL;
     free(w->env.tls_scratch);
-    free(w->env.read_buf.base);
+    free(w->env.pump.buf);
+    sg_pipe_pool_free(w->env.pump.pipes);
     sg_worker_stats_free(&w->stats);
 }

@@ -4,6 +4,7 @@
 #ifndef SIXGATE_ACCESS_LOG_H
 #define SIXGATE_ACCESS_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -43,6 +44,12 @@ struct sg_access_record {
  * field boundary and still valid JSON. */
 size_t sg_access_format(const struct sg_access_record *r, const char *time, char *buf,
                         size_t cap);
+
+/* Whether the access log is on (a reload may switch it). */
+static inline bool sg_access_log_on(struct sg_logger *lg)
+{
+    return atomic_load_explicit(&lg->access_fd, memory_order_relaxed) >= 0;
+}
 
 /* Writes the line for <r> to the access log, when it is on. */
 void sg_access_log(struct sg_logger *lg, const struct sg_access_record *r);

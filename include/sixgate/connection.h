@@ -22,21 +22,24 @@
 #include "sixgate/address.h"
 #include "sixgate/log.h"
 #include "sixgate/metrics.h"
+#include "sixgate/pump.h"
 #include "sixgate/snapshot.h"
 
 struct sg_conn;
+struct sg_events;
 struct sg_resolver;
 
 /* What a connection needs from the loop it lives on. The worker embeds and
  * fills it; a connection never sees the worker itself. */
 struct sg_conn_env {
     uv_loop_t *loop;
+    struct sg_events *events;     /* where the connections' sockets are watched */
     struct sg_snapshot *snap;     /* the current snapshot for new connections */
     struct sg_logger *log;
     struct sg_worker_stats *stats;
     struct sg_resolver *resolver; /* backend names, cached per loop */
     uint8_t *tls_scratch;         /* SG_TLS_SCRATCH_SIZE bytes, for sniff_tls */
-    uv_buf_t read_buf;            /* SG_PUMP_READ_MAX bytes shared by all pumps */
+    struct sg_pump_env pump;      /* the read buffer and pipes all pumps share */
     struct sg_conn *conns;        /* every live connection (a list) */
     size_t nconns;
     size_t max_conns;             /* 0: no limit */
@@ -45,10 +48,12 @@ struct sg_conn_env {
     void (*on_empty)(struct sg_conn_env *env); /* called when nconns drops to 0, if set */
 };
 
-/* Accepts one pending connection from <server> for <listener> (which lives
- * in env->snap). On failure the pending connection is dropped. */
-void sg_conn_accept(struct sg_conn_env *env, uv_stream_t *server,
-                    const struct sg_listener_spec *listener, struct sg_listener_stats *stats);
+/* Takes over <fd>, a non-blocking connection from <peer> accepted on a
+ * socket of <listener> (which lives in env->snap) bound to <bound>. On
+ * failure the connection is closed and counted. */
+void sg_conn_accept(struct sg_conn_env *env, int fd, const union sg_sockaddr *peer,
+                    const union sg_sockaddr *bound, const struct sg_listener_spec *listener,
+                    struct sg_listener_stats *stats);
 
 /* Closes every connection of <env> (a stop after the drain time). */
 void sg_conn_close_all(struct sg_conn_env *env);

@@ -1,80 +1,110 @@
-/* Moves bytes one way, from one stream to another, until EOF or an error.
+/* Moves bytes one way, from one socket to another, until EOF or an error.
  *
- * Reads: the owner registers the read of <from> (uv_read_start with its own
- * callbacks) and hands every read to sg_pump_read(). The pump never starts
- * or stops a read itself: under backpressure it asks the owner to pause
- * <from>, and to resume it once the write is done, through <reading>. So
- * one place, the owner, knows whether a stream is being read.
+ * The pump works on non-blocking descriptors whose readiness the owner
+ * learns from edge-triggered events (sixgate/events.h) and records in a
+ * struct sg_ready per socket. sg_pump_run() moves what can be moved now
+ * and returns; the owner calls it again after the next event of either
+ * socket. It never registers or changes an event itself: readiness is the
+ * owner's, the pump only clears it when the kernel says EAGAIN.
  *
- * Memory: reads land in a buffer the owner shares between every pump of the
- * loop (the loop runs one callback at a time). When the receiver takes all of it at once
- * (uv_try_write), nothing is kept. Otherwise the rest is copied to the heap,
- * written with uv_write, and reading stops until that write completes: a
- * direction holds at most one read's worth of bytes (SG_PUMP_READ_MAX), so
- * memory per connection is bounded whatever the peers do.
+ * Copy mode: a read lands in a buffer the owner shares between all pumps
+ * of its loop. What the receiver does not take at once is copied to the
+ * heap, and reading stops until it is written: a direction holds at most
+ * one read's worth of bytes (SG_PUMP_READ_MAX).
+ *
+ * Splice mode: bytes move socket -> pipe -> socket with splice(2) and never
+ * enter user space. The pipe comes from the loop's pool only while it
+ * holds bytes; a pump that has none holds no pipe. Where splice is refused
+ * (or no pipe can be had) the pump copies.
  *
  * Half-close: EOF from <from> becomes shutdown(SHUT_WR) on <to> once the
- * pending bytes are written; the other direction goes on. */
+ * pending bytes are written, unless the other direction is over already
+ * (the owner then closes both sockets, and close sends the FIN). */
 #ifndef SIXGATE_PUMP_H
 #define SIXGATE_PUMP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
+
+#include "sixgate/snapshot.h" /* enum sg_splice_mode */
 
 #define SG_PUMP_READ_MAX (64u * 1024u)
 
-struct sg_pump;
+/* What the kernel last said of a socket. Set by the owner on an event,
+ * cleared by whoever gets EAGAIN. */
+struct sg_ready {
+    bool can_read;
+    bool can_write;
+    bool hup; /* the peer's FIN (or an error) was reported: read until 0 */
+};
 
-/* Which stream of a pump failed: a read error is <from>'s, a write or
+/* Sets <r> from epoll events (EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLHUP, EPOLLERR). */
+void sg_ready_note(struct sg_ready *r, uint32_t events);
+
+/* Clears can_read after a read of <got> bytes out of <asked>: a short read
+ * emptied the socket, unless its FIN is pending (then a read returns 0). */
+void sg_ready_after_read(struct sg_ready *r, size_t got, size_t asked);
+
+#define SG_SPLICE_AFTER (64u * 1024u)
+
+struct sg_pipe;
+struct sg_pipe_pool;
+
+/* A pool of pipes for one loop: at most <max> in use; up to <keep> idle
+ * pipes are kept for reuse, the others closed. */
+struct sg_pipe_pool *sg_pipe_pool_new(unsigned max, unsigned keep);
+void sg_pipe_pool_free(struct sg_pipe_pool *pool);
+unsigned sg_pipe_pool_in_use(const struct sg_pipe_pool *pool);
+
+/* What every pump of a loop shares. */
+struct sg_pump_env {
+    uint8_t *buf; /* SG_PUMP_READ_MAX bytes */
+    struct sg_pipe_pool *pipes; /* NULL: no splice */
+    enum sg_splice_mode splice;
+};
+
+/* Which socket of a pump failed: a read error is <from>'s, a write or
  * shutdown error is <to>'s. */
 enum sg_pump_side { SG_PUMP_FROM, SG_PUMP_TO };
 
-/* Called once per pump: <status> 0 when EOF was read and passed on as a
- * shutdown (then <failed> means nothing), or a negative libuv error of the
- * stream <failed>. */
-typedef void (*sg_pump_done_cb)(struct sg_pump *p, int status, enum sg_pump_side failed);
-
-/* Asks the owner to resume (<on>) or pause reading <from>. Returns 0 or a
- * libuv error (which ends the pump as a read error). */
-typedef int (*sg_pump_reading_cb)(struct sg_pump *p, bool on);
-
 struct sg_pump {
-    uv_stream_t *from;
-    uv_stream_t *to;
-    char *pending;     /* heap copy being written under backpressure, or NULL */
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
-    uint64_t bytes;    /* bytes read from <from> */
-    uint64_t *last_activity; /* if set, gets uv_now() on each read */
-    bool writing;
-    bool eof;
-    bool finished;     /* on_done was called */
-    bool other_done;   /* the other direction is over: EOF needs no shutdown */
-    sg_pump_done_cb on_done;
-    sg_pump_reading_cb reading;
-    void *data;        /* the owner's */
+    int from, to; /* descriptors, owned by the owner */
+    struct sg_ready *rfrom, *rto;
+    uint8_t *pending; /* heap copy not yet written, or NULL */
+    size_t pending_off, pending_len;
+    struct sg_pipe *pipe; /* holds <in_pipe> bytes, or NULL */
+    size_t in_pipe;
+    uint64_t bytes;       /* read from <from> (spliced or copied) */
+    uint64_t spliced;     /* of those, moved by splice */
+    int error;            /* when finished: 0 (EOF passed on) or a negative errno */
+    enum sg_pump_side failed;
+    bool eof;        /* EOF read from <from> */
+    bool other_done; /* the other direction is over: EOF needs no shutdown */
+    bool finished;
 };
 
-/* Prepares <p>; nothing starts. */
-void sg_pump_init(struct sg_pump *p, uv_stream_t *from, uv_stream_t *to, sg_pump_done_cb on_done,
-                  sg_pump_reading_cb reading, void *data);
+/* Prepares <p> for <from> -> <to>. Nothing is read or written. */
+void sg_pump_init(struct sg_pump *p, int from, struct sg_ready *rfrom, int to,
+                  struct sg_ready *rto);
 
-/* One read of <from>, as libuv reported it to the owner's read callback.
- * <buf> may be the shared buffer or any other; its bytes are used at once. */
-void sg_pump_read(struct sg_pump *p, ssize_t nread, const uv_buf_t *buf);
+/* Makes <len> bytes at <data> (a malloc'd buffer, taken over) the first
+ * ones to be written to <to>, before anything read from <from>. */
+void sg_pump_hold(struct sg_pump *p, uint8_t *data, size_t len);
 
 /* <from> ended before the pump started: pass the EOF on. */
 void sg_pump_eof(struct sg_pump *p);
 
-/* The other direction of the connection is over. */
-void sg_pump_other_done(struct sg_pump *p);
+/* Moves what can be moved now. Returns true once the pump has finished (it
+ * stays finished): p->error says how. */
+bool sg_pump_run(struct sg_pump *p, const struct sg_pump_env *env);
 
-/* Stops for good, because the owner closes the streams: no more callbacks,
- * and what the owner still reads is not the pump's. Pending writes are
- * cancelled by the close; their callbacks (libuv runs them, with
- * UV_ECANCELED, before the streams' close callbacks) free the heap copy. */
-void sg_pump_stop(struct sg_pump *p);
+/* Whether the pump holds bytes for <to> (heap or pipe). */
+bool sg_pump_holds_bytes(const struct sg_pump *p);
 
+/* Releases what the pump holds (heap copy, pipe); the descriptors are the
+ * owner's to close. Safe to call on a pump that was never initialised
+ * (all zero) and twice. */
+void sg_pump_release(struct sg_pump *p, struct sg_pipe_pool *pipes);
 
 #endif

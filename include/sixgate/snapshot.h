@@ -18,6 +18,13 @@
 
 enum sg_protocol { SG_PROTO_TLS, SG_PROTO_HTTP, SG_PROTO_TCP };
 
+/* How established connections move their bytes (main file: splice). */
+enum sg_splice_mode {
+    SG_SPLICE_OFF = 0, /* always copy through user space */
+    SG_SPLICE_AUTO,    /* splice(2) a direction once it has moved 64 KiB (SG_SPLICE_AFTER) */
+    SG_SPLICE_ALWAYS,  /* splice from the first byte */
+};
+
 const char *sg_protocol_str(enum sg_protocol p);
 
 struct sg_listen_addr {
@@ -62,6 +69,7 @@ struct sg_snapshot {
     struct sg_timeouts timeouts;
     size_t http_head_max;   /* bytes of an HTTP request head (431 past it) */
     size_t max_connections; /* per process; 0: no limit */
+    enum sg_splice_mode splice;
     uint64_t dns_ttl_ms;          /* how long a backend name's addresses are used */
     uint64_t dns_negative_ttl_ms; /* how long a failed resolution is remembered */
 

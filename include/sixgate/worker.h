@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "sixgate/connection.h"
+#include "sixgate/events.h"
 #include "sixgate/listener.h"
 #include "sixgate/log.h"
 #include "sixgate/metrics.h"
@@ -50,7 +51,10 @@ struct sg_worker {
     bool wake_closed;
     _Atomic(struct sg_worker_msg *) inbox;
     struct sg_conn_env env;
+    struct sg_events events; /* the connections' sockets and the listeners */
     struct sg_worker_stats stats;
+    uint64_t last_fd_warning; /* uv_now() of the last "out of descriptors" line */
+    uint64_t fd_pauses;       /* listener pauses since that line */
     uv_prepare_t lag_prepare; /* with lag_check: measure each iteration's busy time */
     uv_check_t lag_check;
     uint64_t t_prepare, t_check, idle_at_prepare, busy_before_poll;

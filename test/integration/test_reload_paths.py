@@ -12,10 +12,9 @@ import re
 import signal
 import time
 
-from conftest import (
-    connect, free_ports, http_exchange, http_listener, http_request, json_body, main_config,
-    recv_exact, routes_map, scaled, tcp_listener, wait_until,
-)
+from clients import connect, http_exchange, http_request, json_body, recv_exact
+from configs import http_listener, main_config, routes_map, tcp_listener
+from process import free_ports, scaled, wait_until
 
 
 def who(port: int, name: str) -> str:

@@ -1,0 +1,73 @@
+#include "sixgate/events.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* Events taken per epoll_wait; more wait for the next round of libuv's loop. */
+#define BATCH 256
+
+static void poll_cb(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    struct sg_events *ev = SG_CONTAINER_OF(h, struct sg_events, poll);
+    if (status < 0)
+        return;
+    struct epoll_event evs[BATCH];
+    int n = epoll_wait(ev->epfd, evs, BATCH, 0);
+    for (int i = 0; i < n; i++) {
+        struct sg_watch *w = evs[i].data.ptr;
+        w->cb(w, evs[i].events);
+    }
+}
+
+int sg_events_open(struct sg_events *ev, uv_loop_t *loop)
+{
+    ev->closing = false;
+    ev->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (ev->epfd < 0)
+        return uv_translate_sys_error(errno);
+    int err = uv_poll_init(loop, &ev->poll, ev->epfd);
+    if (err == 0)
+        err = uv_poll_start(&ev->poll, UV_READABLE, poll_cb);
+    if (err < 0) {
+        close(ev->epfd);
+        ev->epfd = -1;
+    }
+    return err;
+}
+
+static void closed_cb(uv_handle_t *h)
+{
+    struct sg_events *ev = SG_CONTAINER_OF(h, struct sg_events, poll);
+    close(ev->epfd);
+    ev->epfd = -1;
+}
+
+void sg_events_close(struct sg_events *ev)
+{
+    if (ev->closing || ev->epfd < 0)
+        return;
+    ev->closing = true;
+    uv_close((uv_handle_t *)&ev->poll, closed_cb);
+}
+
+int sg_events_add(struct sg_events *ev, struct sg_watch *w)
+{
+    struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = w};
+    return epoll_ctl(ev->epfd, EPOLL_CTL_ADD, w->fd, &e) == 0 ? 0 : -errno;
+}
+
+int sg_events_add_listener(struct sg_events *ev, struct sg_watch *w)
+{
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = w};
+    return epoll_ctl(ev->epfd, EPOLL_CTL_ADD, w->fd, &e) == 0 ? 0 : -errno;
+}
+
+int sg_events_remove(struct sg_events *ev, struct sg_watch *w)
+{
+    struct epoll_event e = {0};
+    return epoll_ctl(ev->epfd, EPOLL_CTL_DEL, w->fd, &e) == 0 ? 0 : -errno;
+}
