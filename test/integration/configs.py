@@ -5,6 +5,7 @@ routes_map(...); to_yaml() writes them."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 from process import addr_text
@@ -82,8 +83,12 @@ def main_config(listeners: list[dict], map: str | None = "routes.yaml",
     """The main file's text. Defaults suited to tests: one worker, the access
     log in access.log beside it, short drain, no map watch; <timeouts>
     overrides single keys of DEFAULT_TIMEOUTS; **top adds top-level keys
-    (limits={...}, admin={...}, ...)."""
+    (limits={...}, admin={...}, ...). SIXGATE_TEST_SPLICE (off, auto or
+    always) sets the data path's mode for a whole run: ctest runs the
+    data-path tests once copying and once splicing."""
     cfg: dict = {"listeners": listeners}
+    if os.environ.get("SIXGATE_TEST_SPLICE"):
+        cfg["splice"] = os.environ["SIXGATE_TEST_SPLICE"]
     t = dict(DEFAULT_TIMEOUTS)
     t.update(timeouts or {})
     cfg["timeouts"] = t
