@@ -326,6 +326,8 @@ static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char
     if (logging)
         sg_access_log(c->env->log, &rec);
     sg_access_account(c->lstats, &rec);
+    if (c->up.spliced + c->down.spliced > 0)
+        sg_stat_add(&c->env->stats->spliced_bytes, c->up.spliced + c->down.spliced);
 
     struct sg_conn_env *env = c->env;
     if (c->prev != NULL)
@@ -492,8 +494,9 @@ static void start_splicing(struct sg_conn *c)
                                       c->has_name ? c->n.name.len : 0, hdr, sizeof(hdr));
     struct sg_early_bytes *e = &c->early;
     size_t body = e->len - e->header_len;
+    uint8_t *first = body > 0 ? e->buf + e->header_len : NULL;
     e->sent = body;
-    struct iovec iov[2] = {{hdr, hlen}, {e->buf + e->header_len, body}};
+    struct iovec iov[2] = {{hdr, hlen}, {first, body}};
     ssize_t n = 0;
     if (hlen + body > 0) {
         do
@@ -522,9 +525,10 @@ static void start_splicing(struct sg_conn *c)
             return;
         }
         size_t from_hdr = (size_t)n < hlen ? hlen - (size_t)n : 0;
-        memcpy(rest, hdr + (hlen - from_hdr), from_hdr);
-        memcpy(rest + from_hdr, e->buf + e->header_len + (body - (left - from_hdr)),
-               left - from_hdr);
+        if (from_hdr > 0)
+            memcpy(rest, hdr + (hlen - from_hdr), from_hdr);
+        if (left > from_hdr)
+            memcpy(rest + from_hdr, first + (body - (left - from_hdr)), left - from_hdr);
         sg_pump_hold(&c->up, rest, left);
         c->backend.ready.can_write = false;
     }

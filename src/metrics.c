@@ -180,6 +180,15 @@ void sg_metrics_render(FILE *out, struct sg_worker_stats *const *ws, size_t n,
                      "Time a worker's event loop spent in the callbacks of one iteration: how "
                      "long it could not react to anything else.",
                      ws, n, offsetof(struct sg_worker_stats, loop_busy));
+    uint64_t spliced = 0;
+    for (size_t w = 0; w < n; w++)
+        spliced += ld(&ws[w]->spliced_bytes);
+    fprintf(out,
+            "# HELP sixgate_spliced_bytes_total Bytes of ended connections that went "
+            "socket to pipe to socket with splice(2), never through user space.\n"
+            "# TYPE sixgate_spliced_bytes_total counter\n"
+            "sixgate_spliced_bytes_total %llu\n",
+            (unsigned long long)spliced);
     uint64_t dns[4] = {0};
     for (size_t w = 0; w < n; w++) {
         dns[0] += ld(&ws[w]->dns.lookups);

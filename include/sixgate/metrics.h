@@ -71,6 +71,7 @@ struct sg_worker_stats {
     struct sg_histogram connect;
     struct sg_histogram loop_busy; /* callbacks' time per loop iteration: how long it stalled */
     struct sg_dns_stats dns;
+    _Atomic uint64_t spliced_bytes; /* of the bytes relayed, those moved by splice(2) */
 };
 
 /* Single-writer updates: a plain load and store, no locked instruction. */

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import process
+from backends import payload
 from clients import (client_hello, connect, http_exchange, http_request, json_body,
                      read_http_response, recv_all, wait_refused)
 from configs import http_listener, main_config, routes_map, tcp_listener, tls_listener
@@ -446,3 +447,38 @@ def test_drain_time_is_a_limit(sixgate, backends):
     (entry,) = sixgate.access_log()
     assert entry["outcome"] == "stopped"
     assert "drain time is over" in sixgate.stderr_text()
+
+
+# ---------------------------------------------------------------------------
+# splice
+
+@pytest.mark.parametrize("mode", ["off", "auto", "always"])
+def test_splice_mode_decides_who_moves_the_bytes(sixgate, backends, mode):
+    """splice: off copies every byte through user space; always splices
+    them all (socket -> pipe -> socket); auto splices a direction once it
+    has moved 64 KiB. The bytes arrive exactly in each mode, and
+    sixgate_spliced_bytes_total says which path carried them."""
+    n = 4 * MiB
+    hb = backends.hash(n, seed=b"splice")
+    port, admin = free_ports(2)
+    sixgate.start(main_config([tcp_listener("bulk", port, hb.addr)], map=None, splice=mode,
+                              admin={"listen": f"127.0.0.1:{admin}"}))
+    data, sha = payload(b"client", n)
+    s = connect(port)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    got = recv_all(s, timeout=scaled(30))
+    s.close()
+    assert hashlib.sha256(got).hexdigest() == hb.send_sha256
+    wait_until(lambda: hb.results.get(0, {}).get("done"), scaled(10), what="the backend's end")
+    assert hb.results[0]["received"] == n and hb.results[0]["sha256"] == sha
+    (entry,) = sixgate.wait_access(1)
+    assert entry["outcome"] == "ok"
+    assert entry["bytes_from_client"] == n and entry["bytes_from_backend"] == n
+    spliced = metric(scrape(admin), "sixgate_spliced_bytes_total")
+    if mode == "off":
+        assert spliced == 0
+    elif mode == "always":
+        assert spliced == 2 * n
+    else:  # the first 64 KiB of each direction were copied, the rest spliced
+        assert 2 * n - 2 * 128 * 1024 <= spliced < 2 * n
