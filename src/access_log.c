@@ -1,5 +1,9 @@
 #include "sixgate/access_log.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
 #include "sixgate/address.h"
 #include "sixgate/json.h"
 
@@ -60,4 +64,58 @@ void sg_access_account(struct sg_listener_stats *ls, const struct sg_access_reco
     sg_stat_add(&ls->outcomes[r->outcome], 1);
     sg_stat_add(&ls->bytes_from_client, r->bytes_from_client);
     sg_stat_add(&ls->bytes_from_backend, r->bytes_from_backend);
+}
+
+bool sg_access_buf_init(struct sg_access_buf *b)
+{
+    b->len = 0;
+    b->sec = -1;
+    b->buf = malloc(SG_ACCESS_BUF_SIZE);
+    return b->buf != NULL;
+}
+
+void sg_access_buf_free(struct sg_access_buf *b)
+{
+    free(b->buf);
+    b->buf = NULL;
+    b->len = 0;
+}
+
+void sg_access_buf_flush(struct sg_access_buf *b, struct sg_logger *lg)
+{
+    if (b->len > 0)
+        sg_log_access(lg, b->buf, b->len);
+    b->len = 0;
+}
+
+/* The time as sg_log_time() writes it; the part up to the second is made
+ * once per second. */
+static void stamp(struct sg_access_buf *b, char out[64])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if ((int64_t)ts.tv_sec != b->sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(b->stamp, sizeof(b->stamp), "%04d-%02d-%02dT%02d:%02d:%02d.",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec);
+        b->sec = (int64_t)ts.tv_sec;
+    }
+    snprintf(out, 64, "%s%03ldZ", b->stamp, ts.tv_nsec / 1000000);
+}
+
+bool sg_access_buf_add(struct sg_access_buf *b, struct sg_logger *lg,
+                       const struct sg_access_record *r)
+{
+    char now[64];
+    if (b->buf == NULL) {
+        sg_access_log(lg, r);
+        return false;
+    }
+    if (SG_ACCESS_BUF_SIZE - b->len < SG_ACCESS_LINE_MAX)
+        sg_access_buf_flush(b, lg);
+    stamp(b, now);
+    b->len += sg_access_format(r, now, b->buf + b->len, SG_ACCESS_LINE_MAX);
+    return true;
 }

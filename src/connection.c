@@ -303,6 +303,30 @@ static void fill_record(struct sg_conn *c, struct sg_access_record *r, bool logg
     }
 }
 
+static void access_flush_cb(uv_timer_t *t)
+{
+    struct sg_conn_env *env = SG_CONTAINER_OF(t, struct sg_conn_env, access_timer);
+    sg_access_buf_flush(&env->access, env->log);
+}
+
+int sg_conn_env_init(struct sg_conn_env *env)
+{
+    int err = uv_timer_init(env->loop, &env->access_timer);
+    if (err < 0)
+        return err;
+    uv_unref((uv_handle_t *)&env->access_timer); /* a batch never keeps the loop alive */
+    if (!sg_access_buf_init(&env->access))
+        sg_log_warn(env->log, "access log: no memory for a batch; writing line by line");
+    return 0;
+}
+
+void sg_conn_env_close(struct sg_conn_env *env)
+{
+    sg_access_buf_flush(&env->access, env->log);
+    sg_access_buf_free(&env->access);
+    uv_close((uv_handle_t *)&env->access_timer, NULL);
+}
+
 /* The one door out: records the outcome, logs the connection, closes both
  * sockets and cancels what is in flight. Safe to call again. <reset_client>
  * sends a TCP reset to the client instead of a FIN. */
@@ -323,8 +347,9 @@ static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char
     struct sg_access_record rec;
     bool logging = sg_access_log_on(c->env->log);
     fill_record(c, &rec, logging);
-    if (logging)
-        sg_access_log(c->env->log, &rec);
+    if (logging && sg_access_buf_add(&c->env->access, c->env->log, &rec) &&
+        !uv_is_active((uv_handle_t *)&c->env->access_timer))
+        uv_timer_start(&c->env->access_timer, access_flush_cb, SG_ACCESS_FLUSH_MS, 0);
     sg_access_account(c->lstats, &rec);
     if (c->up.spliced + c->down.spliced > 0)
         sg_stat_add(&c->env->stats->spliced_bytes, c->up.spliced + c->down.spliced);

@@ -206,6 +206,7 @@ static void finish(struct sg_worker *w)
         /* lookups in flight are cancelled; the loop ends when they are done */
         sg_resolver_close(w->env.resolver);
         w->env.resolver = NULL;
+        sg_conn_env_close(&w->env);
         sg_events_close(&w->events);
     }
     uv_mutex_unlock(&w->wake_lock);
@@ -336,6 +337,8 @@ int sg_worker_start(struct sg_worker *w, unsigned id, struct sg_logger *log, siz
     w->env.pump.splice = first->snap->splice;
     w->env.resolver = sg_resolver_new(&w->loop, first->snap->dns_ttl_ms,
                                       first->snap->dns_negative_ttl_ms, &w->stats.dns);
+    if ((err = sg_conn_env_init(&w->env)) < 0)
+        goto out_free_buffers;
     if (w->env.tls_scratch == NULL || w->env.pump.buf == NULL || w->env.pump.pipes == NULL ||
         w->env.resolver == NULL) {
         err = UV_ENOMEM;
@@ -350,6 +353,7 @@ out_free_buffers:
     free(w->env.pump.buf);
     sg_pipe_pool_free(w->env.pump.pipes);
     sg_resolver_close(w->env.resolver);
+    sg_conn_env_close(&w->env);
     sg_events_close(&w->events);
 out_close_wake:
     uv_close((uv_handle_t *)&w->wake, NULL);

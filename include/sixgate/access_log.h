@@ -54,6 +54,30 @@ static inline bool sg_access_log_on(struct sg_logger *lg)
 /* Writes the line for <r> to the access log, when it is on. */
 void sg_access_log(struct sg_logger *lg, const struct sg_access_record *r);
 
+/* One worker's lines not yet written: the access log costs one write(2)
+ * per batch instead of one per connection. Lines are whole, so batches
+ * from several workers never mix inside a line. */
+#define SG_ACCESS_BUF_SIZE (64u * 1024u)
+
+struct sg_access_buf {
+    char *buf; /* SG_ACCESS_BUF_SIZE bytes, or NULL (then lines are written one by one) */
+    size_t len;
+    int64_t sec;     /* the second <stamp> was made for */
+    char stamp[48];  /* "2026-11-28T06:29:40." for <sec> */
+};
+
+/* Prepares <b>; returns false when out of memory (it still works, unbuffered). */
+bool sg_access_buf_init(struct sg_access_buf *b);
+void sg_access_buf_free(struct sg_access_buf *b);
+
+/* Adds the line for <r>; writes the batch first when it is nearly full.
+ * Returns true when lines are waiting (the caller arranges a flush). */
+bool sg_access_buf_add(struct sg_access_buf *b, struct sg_logger *lg,
+                       const struct sg_access_record *r);
+
+/* Writes what is waiting to the access log (dropped when it is off). */
+void sg_access_buf_flush(struct sg_access_buf *b, struct sg_logger *lg);
+
 /* Adds the ended connection to its listener's counters (NULL: none). */
 void sg_access_account(struct sg_listener_stats *ls, const struct sg_access_record *r);
 

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "sixgate/access_log.h"
 #include "sixgate/address.h"
 #include "sixgate/log.h"
 #include "sixgate/metrics.h"
@@ -40,6 +41,8 @@ struct sg_conn_env {
     struct sg_resolver *resolver; /* backend names, cached per loop */
     uint8_t *tls_scratch;         /* SG_TLS_SCRATCH_SIZE bytes, for sniff_tls */
     struct sg_pump_env pump;      /* the read buffer and pipes all pumps share */
+    struct sg_access_buf access;  /* access-log lines not yet written */
+    uv_timer_t access_timer;      /* writes them at most SG_ACCESS_FLUSH_MS after the first */
     struct sg_conn *conns;        /* every live connection (a list) */
     size_t nconns;
     size_t max_conns;             /* 0: no limit */
@@ -54,6 +57,14 @@ struct sg_conn_env {
 void sg_conn_accept(struct sg_conn_env *env, int fd, const union sg_sockaddr *peer,
                     const union sg_sockaddr *bound, const struct sg_listener_spec *listener,
                     struct sg_listener_stats *stats);
+
+/* How long an access-log line may wait in its worker's batch. */
+#define SG_ACCESS_FLUSH_MS 100
+
+/* Prepares and ends what <env> holds besides its connections (the access
+ * log's batch and its timer). sg_conn_env_close() writes what is waiting. */
+int sg_conn_env_init(struct sg_conn_env *env);
+void sg_conn_env_close(struct sg_conn_env *env);
 
 /* Closes every connection of <env> (a stop after the drain time). */
 void sg_conn_close_all(struct sg_conn_env *env);
