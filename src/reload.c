@@ -1,7 +1,10 @@
 #include "sixgate/reload.h"
 #include "util.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -150,7 +153,15 @@ static void debounce_cb(uv_timer_t *t)
     start_reload(t->data, "map file changed");
 }
 
-static void watch_cb(uv_fs_event_t *h, const char *filename, int events, int status)
+/* The folder is watched, not the file: a control panel that writes a new
+ * file and renames it over the map replaces the inode, and a watch on the
+ * old inode would never fire again. What counts: the map was closed after
+ * a write (a rewrite in place is complete), renamed into place, or taken
+ * away (deleted or renamed: the reload says so and keeps the old map). A
+ * writer that pauses halfway is never read halfway. */
+#define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM)
+
+static void watch_cb(uv_poll_t *h, int status, int events)
 {
     (void)events;
     struct sg_reload *r = h->data;
@@ -158,13 +169,31 @@ static void watch_cb(uv_fs_event_t *h, const char *filename, int events, int sta
         sg_log_warn(r->log, "watching %s: %s", r->watch_dir, uv_strerror(status));
         return;
     }
-    /* The folder is watched, not the file: a control panel that writes a
-     * new file and renames it over the map replaces the inode, and a watch
-     * on the old inode would never fire again. */
-    if (filename == NULL || strcmp(filename, r->watch_name) != 0)
+    bool changed = false;
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    for (int round = 0; round < 16; round++) {
+        ssize_t n = read(r->watch_fd, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)(void *)(buf + off);
+            if (r->watching && ev->wd == r->watch_wd && (ev->mask & WATCH_MASK) && ev->len > 0 &&
+                strcmp(ev->name, r->watch_name) == 0)
+                changed = true;
+            off += (ssize_t)sizeof(struct inotify_event) + ev->len;
+        }
+    }
+    /* Bursts (several writers, or a write and a rename) become one reload. */
+    if (changed)
+        uv_timer_start(&r->debounce, debounce_cb, r->current->watch_debounce_ms, 0);
+}
+
+static void stop_watch(struct sg_reload *r)
+{
+    if (!r->watching)
         return;
-    /* Bursts (a rewrite in several writes) become one reload. */
-    uv_timer_start(&r->debounce, debounce_cb, r->current->watch_debounce_ms, 0);
+    inotify_rm_watch(r->watch_fd, r->watch_wd);
+    r->watching = false;
 }
 
 /* Watches the folder of the current snapshot's map, if it asks for a watch
@@ -187,22 +216,20 @@ static void update_watch(struct sg_reload *r)
         free(name);
         return;
     }
-    if (r->watching) {
-        uv_fs_event_stop(&r->watch);
-        r->watching = false;
-    }
+    stop_watch(r);
     free(r->watch_dir);
     free(r->watch_name);
     r->watch_dir = dir;
     r->watch_name = name;
     if (!want)
         return;
-    int err = uv_fs_event_start(&r->watch, watch_cb, dir, 0);
-    if (err < 0) {
+    int wd = r->watch_fd < 0 ? -EBADF : inotify_add_watch(r->watch_fd, dir, WATCH_MASK);
+    if (wd < 0) {
         sg_log_warn(r->log, "cannot watch %s for map changes: %s (SIGHUP still reloads)", dir,
-                    uv_strerror(err));
+                    strerror(r->watch_fd < 0 ? EBADF : errno));
         return;
     }
+    r->watch_wd = wd;
     r->watching = true;
 }
 
@@ -389,8 +416,14 @@ void sg_reload_open(struct sg_reload *r)
     uv_signal_init(r->loop, &r->sighup);
     r->sighup.data = r;
     uv_signal_start(&r->sighup, sighup_cb, SIGHUP);
-    uv_fs_event_init(r->loop, &r->watch);
-    r->watch.data = r;
+    r->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (r->watch_fd >= 0 && uv_poll_init(r->loop, &r->watch, r->watch_fd) == 0) {
+        r->watch.data = r;
+        uv_poll_start(&r->watch, UV_READABLE, watch_cb);
+    } else if (r->watch_fd >= 0) {
+        close(r->watch_fd);
+        r->watch_fd = -1; /* no watch: SIGHUP still reloads */
+    }
     uv_timer_init(r->loop, &r->debounce);
     r->debounce.data = r;
     uv_async_init(r->loop, &r->job_done, job_done_cb);
@@ -413,10 +446,7 @@ void sg_reload_start(struct sg_reload *r)
 void sg_reload_stop(struct sg_reload *r)
 {
     r->stopped = true;
-    if (r->watching) {
-        uv_fs_event_stop(&r->watch);
-        r->watching = false;
-    }
+    stop_watch(r);
     uv_timer_stop(&r->debounce);
 }
 
@@ -441,13 +471,17 @@ void sg_reload_close(struct sg_reload *r)
     }
     uv_handle_t *hs[] = {
         (uv_handle_t *)&r->sighup,
-        (uv_handle_t *)&r->watch,
         (uv_handle_t *)&r->debounce,
         (uv_handle_t *)&r->job_done,
     };
     for (size_t i = 0; i < SG_ARRAY_LEN(hs); i++) {
         if (!uv_is_closing(hs[i]))
             uv_close(hs[i], close_cb_ignore);
+    }
+    if (r->watch_fd >= 0) {
+        uv_close((uv_handle_t *)&r->watch, close_cb_ignore);
+        close(r->watch_fd); /* libuv no longer polls it once its handle is closing */
+        r->watch_fd = -1;
     }
 }
 

@@ -49,7 +49,12 @@ struct sg_reload {
     unsigned nworkers;
 
     uv_signal_t sighup;
-    uv_fs_event_t watch;
+    /* The map's folder, watched with inotify for a completed write (the
+     * writer closed the file) or a rename into place, never for a write
+     * still in progress (libuv's fs_event reports every write). */
+    int watch_fd;       /* the inotify descriptor, or -1 */
+    int watch_wd;       /* the folder's watch in it */
+    uv_poll_t watch;    /* libuv's watch on <watch_fd> */
     bool watching;
     char *watch_dir;
     char *watch_name;

@@ -208,6 +208,31 @@ def test_a_burst_of_writes_is_one_reload(sixgate, backends):
     assert who(port, "site.example") == "B"
 
 
+def test_a_map_written_in_place_slowly_is_read_only_when_complete(sixgate, backends):
+    """A writer that rewrites the map in place, stops halfway for longer
+    than the debounce and then finishes: sixgate reads it once, complete.
+    (A reload reacts to the file being closed after the write, or renamed
+    into place; never to a write still in progress.)"""
+    a, b = backends.http("A"), backends.http("B")
+    (port,) = free_ports(1)
+    sixgate.start(watched_config(port, debounce="100ms"), routes_map({"site.example": a.addr}))
+    routes = {f"r{i}.example": b.addr for i in range(2000)}
+    routes["site.example"] = b.addr
+    text = routes_map(routes)
+    half = text.index("\n", len(text) // 2) + 1
+    with open(sixgate.folder / "routes.yaml", "w") as f:
+        f.write(text[:half])
+        f.flush()
+        time.sleep(scaled(0.6))  # six debounce times with half a map on disk
+        assert "generation 2" not in sixgate.stderr_text()
+        f.write(text[half:])
+    m = sixgate.wait_log(r"reload \(map file changed\): generation 2, (\d+) routes", timeout=5)
+    assert int(m.group(1)) == 2001
+    time.sleep(scaled(0.3))
+    assert "generation 3" not in sixgate.stderr_text()
+    assert who(port, "site.example") == "B"
+
+
 def test_other_files_in_the_folder_are_ignored(sixgate, backends):
     a = backends.http("A")
     (port,) = free_ports(1)
