@@ -1,4 +1,5 @@
 #include "sixgate/server.h"
+#include "sixgate/cpus.h"
 #include "util.h"
 
 #include <errno.h>
@@ -277,10 +278,7 @@ static int drop_privileges(struct sg_server *srv, const struct sg_snapshot *s)
 
 static unsigned worker_count(const struct sg_snapshot *s)
 {
-    if (s->workers > 0)
-        return s->workers;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)(n > 64 ? 64 : n) : 1;
+    return s->workers > 0 ? s->workers : sg_cpus_available(64);
 }
 
 /* The control loop's handles; reload.c's come first, with SIGHUP. */

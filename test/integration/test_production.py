@@ -483,3 +483,35 @@ def test_splice_mode_decides_who_moves_the_bytes(sixgate, backends, mode):
         assert 2 * n - 16 * 1024 <= spliced <= 2 * n
     else:  # the first 64 to 128 KiB of each direction were copied, the rest spliced
         assert 2 * n - 2 * 128 * 1024 <= spliced <= 2 * n - 2 * 64 * 1024
+
+
+# ---------------------------------------------------------------------------
+# workers: auto
+
+def test_workers_auto_counts_the_cpus_it_may_run_on(make_sixgate, backends):
+    """workers: auto is one worker per CPU of the process's affinity mask
+    (and cgroup quota), not per CPU of the machine: under a one-CPU mask
+    sixgate starts one worker."""
+    echo = backends.echo()
+    mine = sorted(os.sched_getaffinity(0))
+    cases = [{mine[0]}]
+    if len(mine) >= 2:
+        cases.append({mine[0], mine[1]})
+    for cpus in cases:
+        sg = make_sixgate()
+        (port,) = free_ports(1)
+        os.sched_setaffinity(0, cpus)
+        try:
+            sg.start(main_config([tcp_listener("tcp", port, echo.addr)], map=None,
+                                 workers="auto"))
+        finally:
+            os.sched_setaffinity(0, mine)
+        m = sg.wait_log(r"started: (\d+) workers")
+        assert 1 <= int(m.group(1)) <= len(cpus)
+        if len(cpus) == 1:
+            assert int(m.group(1)) == 1
+        s = connect(port)
+        s.sendall(b"ping")
+        assert s.recv(4) == b"ping"
+        s.close()
+        sg.stop()
