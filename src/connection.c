@@ -3,7 +3,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "sixgate/protocol.h"
 #include "sixgate/proxy_header.h"
 #include "sixgate/resolver.h"
+#include "sixgate/sock.h"
 #include "util.h"
 
 /* How long a refused client may keep sending before it is cut off. */
@@ -249,13 +249,8 @@ static void timer_closed_cb(uv_handle_t *h)
 
 static void close_fd(struct sg_conn_side *s, bool reset)
 {
-    if (s->watch.fd < 0)
-        return;
-    if (reset) {
-        struct linger l = {.l_onoff = 1, .l_linger = 0};
-        setsockopt(s->watch.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-    }
-    close(s->watch.fd);
+    if (s->watch.fd >= 0)
+        sg_sock_close(s->watch.fd, reset);
     s->watch.fd = -1;
 }
 
@@ -393,13 +388,9 @@ static void refusing_run(struct sg_conn *c)
 {
     struct sg_conn_side *s = &c->client;
     while (c->refusal_len > 0 && s->ready.can_write) {
-        ssize_t n = send(s->watch.fd, c->refusal, c->refusal_len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            s->ready.can_write = false;
+        ssize_t n = sg_sock_send(s->watch.fd, &s->ready, c->refusal, c->refusal_len);
+        if (n == -EAGAIN)
             return;
-        }
         if (n < 0) {
             conn_close(c, c->outcome, c->reason);
             return;
@@ -417,18 +408,13 @@ static void refusing_run(struct sg_conn *c)
         }
     }
     while (s->ready.can_read) {
-        ssize_t n = recv(s->watch.fd, c->env->pump.buf, SG_PUMP_READ_MAX, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            s->ready.can_read = false;
+        ssize_t n = sg_sock_recv(s->watch.fd, &s->ready, c->env->pump.buf, SG_PUMP_READ_MAX);
+        if (n == -EAGAIN)
             return;
-        }
-        if (n <= 0) {
+        if (n <= 0) { /* the client's EOF (or an error): the refusal is done */
             conn_close(c, c->outcome, c->reason);
             return;
         }
-        sg_ready_after_read(&s->ready, (size_t)n, SG_PUMP_READ_MAX);
     }
 }
 
@@ -606,20 +592,13 @@ static void start_connect(struct sg_conn *c)
     conn_set_state(c, SG_CONN_CONNECTING);
     struct sg_conn_side *b = &c->backend;
     b->ready = (struct sg_ready){0};
-    int fd = socket(c->backend_addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        connect_failed(c, SG_OUT_INTERNAL, "socket for", uv_translate_sys_error(errno));
+    int r = sg_sock_connect(&c->backend_addr, &b->watch.fd);
+    if (r == -EMFILE || r == -ENFILE || r == -ENOBUFS || r == -ENOMEM) {
+        connect_failed(c, SG_OUT_INTERNAL, "socket for", uv_translate_sys_error(-r));
         return;
     }
-    b->watch.fd = fd;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    int r;
-    do
-        r = connect(fd, &c->backend_addr.sa, sg_sockaddr_len(&c->backend_addr.sa));
-    while (r != 0 && errno == EINTR);
-    if (r != 0 && errno != EINPROGRESS) {
-        connect_error(c, -errno);
+    if (r < 0) {
+        connect_error(c, r);
         return;
     }
     int err = sg_events_add(c->env->events, &b->watch);
@@ -628,7 +607,7 @@ static void start_connect(struct sg_conn *c)
         connect_failed(c, SG_OUT_INTERNAL, "watch for", uv_translate_sys_error(-err));
         return;
     }
-    if (r == 0) {
+    if (r == 1) {
         b->ready.can_write = true;
         connected(c);
     }
@@ -648,11 +627,7 @@ static void backend_event_cb(struct sg_watch *w, uint32_t events)
         return;
     if (events & (EPOLLERR | EPOLLHUP)) {
         /* only a failure is worth a question: the kernel keeps its reason */
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
-            err = ECONNREFUSED;
-        connect_error(c, -err);
+        connect_error(c, sg_sock_error(w->fd));
         return;
     }
     connected(c);
@@ -851,28 +826,23 @@ static void early_run(struct sg_conn *c)
             }
             return;
         }
-        ssize_t n = recv(s->watch.fd, c->early.buf + c->early.len, room, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            s->ready.can_read = false;
+        ssize_t n = sg_sock_recv(s->watch.fd, &s->ready, c->early.buf + c->early.len, room);
+        if (n == -EAGAIN)
             return;
-        }
         if (n == 0 && !sniffing) {
             s->eof = true; /* passed on by the pump */
             s->ready.can_read = false;
             return;
         }
-        if (n <= 0) {
-            if (n == 0)
-                conn_close(c, SG_OUT_CLIENT_GONE, "client closed before it was routed");
-            else {
-                format_reason(c, "client", uv_translate_sys_error(errno));
-                conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
-            }
+        if (n == 0) {
+            conn_close(c, SG_OUT_CLIENT_GONE, "client closed before it was routed");
             return;
         }
-        sg_ready_after_read(&s->ready, (size_t)n, room);
+        if (n < 0) {
+            format_reason(c, "client", uv_translate_sys_error((int)-n));
+            conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
+            return;
+        }
         c->early.len += (size_t)n;
         if (c->state == SG_CONN_PROXY_HEADER)
             proxy_header_process(c);

@@ -8,24 +8,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* ---- readiness ---------------------------------------------------------- */
-
-void sg_ready_note(struct sg_ready *r, uint32_t events)
-{
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        r->can_read = true;
-    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-        r->can_write = true;
-    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        r->hup = true;
-}
-
-void sg_ready_after_read(struct sg_ready *r, size_t got, size_t asked)
-{
-    if (got < asked && !r->hup)
-        r->can_read = false;
-}
-
 /* ---- pipes -------------------------------------------------------------- */
 
 struct sg_pipe {
@@ -158,19 +140,13 @@ static int flush(struct sg_pump *p, struct sg_pipe_pool *pipes)
     while (p->pending_len > 0) {
         if (!p->rto->can_write)
             return 0;
-        ssize_t n = send(p->to, p->pending + p->pending_off, p->pending_len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (!would_block(errno))
-                return -errno;
-            p->rto->can_write = false;
+        ssize_t n = sg_sock_send(p->to, p->rto, p->pending + p->pending_off, p->pending_len);
+        if (n == -EAGAIN)
             return 0;
-        }
+        if (n < 0)
+            return (int)n;
         p->pending_off += (size_t)n;
         p->pending_len -= (size_t)n;
-        if (p->pending_len > 0)
-            p->rto->can_write = false; /* a short write: the socket is full */
     }
     free(p->pending);
     p->pending = NULL;
@@ -214,6 +190,7 @@ static ssize_t splice_in(struct sg_pump *p, struct sg_pipe_pool *pipes)
     if (n > 0) {
         p->in_pipe = (size_t)n;
         p->spliced += (uint64_t)n;
+        sg_ready_after_read(p->rfrom, (size_t)n, SG_PUMP_READ_MAX);
         return n;
     }
     int err = n < 0 ? errno : 0;
@@ -229,21 +206,13 @@ static ssize_t splice_in(struct sg_pump *p, struct sg_pipe_pool *pipes)
  * errno; -ENOMEM and write errors are reported through <werr>. */
 static ssize_t copy_once(struct sg_pump *p, const struct sg_pump_env *env, int *werr)
 {
-    ssize_t n;
-    do
-        n = recv(p->from, env->buf, SG_PUMP_READ_MAX, 0);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = sg_sock_recv(p->from, p->rfrom, env->buf, SG_PUMP_READ_MAX);
     if (n <= 0)
-        return n < 0 ? -errno : 0;
-    ssize_t w = -1;
-    if (p->rto->can_write) {
-        do
-            w = send(p->to, env->buf, (size_t)n, MSG_NOSIGNAL);
-        while (w < 0 && errno == EINTR);
-        if (w < 0 && !would_block(errno)) {
-            *werr = -errno;
-            return n;
-        }
+        return n;
+    ssize_t w = p->rto->can_write ? sg_sock_send(p->to, p->rto, env->buf, (size_t)n) : -EAGAIN;
+    if (w < 0 && w != -EAGAIN) {
+        *werr = (int)w;
+        return n;
     }
     if (w < 0)
         w = 0;
@@ -296,7 +265,6 @@ bool sg_pump_run(struct sg_pump *p, const struct sg_pump_env *env)
             continue;
         }
         p->bytes += (uint64_t)n;
-        sg_ready_after_read(p->rfrom, (size_t)n, SG_PUMP_READ_MAX);
         if (werr != 0)
             return finish(p, werr, werr == -ENOMEM ? SG_PUMP_FROM : SG_PUMP_TO);
     }

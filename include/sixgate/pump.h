@@ -28,23 +28,9 @@
 #include <stdint.h>
 
 #include "sixgate/snapshot.h" /* enum sg_splice_mode */
+#include "sixgate/sock.h"     /* struct sg_ready */
 
 #define SG_PUMP_READ_MAX (64u * 1024u)
-
-/* What the kernel last said of a socket. Set by the owner on an event,
- * cleared by whoever gets EAGAIN. */
-struct sg_ready {
-    bool can_read;
-    bool can_write;
-    bool hup; /* the peer's FIN (or an error) was reported: read until 0 */
-};
-
-/* Sets <r> from epoll events (EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLHUP, EPOLLERR). */
-void sg_ready_note(struct sg_ready *r, uint32_t events);
-
-/* Clears can_read after a read of <got> bytes out of <asked>: a short read
- * emptied the socket, unless its FIN is pending (then a read returns 0). */
-void sg_ready_after_read(struct sg_ready *r, size_t got, size_t asked);
 
 #define SG_SPLICE_AFTER (64u * 1024u)
 
