@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "sixgate/access_log.h"
@@ -386,36 +385,9 @@ void sg_conn_close_all(struct sg_conn_env *env)
  * then drops what the client still sends until its EOF. */
 static void refusing_run(struct sg_conn *c)
 {
-    struct sg_conn_side *s = &c->client;
-    while (c->refusal_len > 0 && s->ready.can_write) {
-        ssize_t n = sg_sock_send(s->watch.fd, &s->ready, c->refusal, c->refusal_len);
-        if (n == -EAGAIN)
-            return;
-        if (n < 0) {
-            conn_close(c, c->outcome, c->reason);
-            return;
-        }
-        c->refusal += n;
-        c->refusal_len -= (size_t)n;
-    }
-    if (c->refusal_len > 0)
-        return;
-    if (!c->refusal_sent) {
-        c->refusal_sent = true;
-        if (shutdown(s->watch.fd, SHUT_WR) != 0) {
-            conn_close(c, c->outcome, c->reason);
-            return;
-        }
-    }
-    while (s->ready.can_read) {
-        ssize_t n = sg_sock_recv(s->watch.fd, &s->ready, c->env->pump.buf, SG_PUMP_READ_MAX);
-        if (n == -EAGAIN)
-            return;
-        if (n <= 0) { /* the client's EOF (or an error): the refusal is done */
-            conn_close(c, c->outcome, c->reason);
-            return;
-        }
-    }
+    if (sg_sock_last_word(c->client.watch.fd, &c->client.ready, &c->refusal, &c->refusal_len,
+                          &c->refusal_sent, c->env->pump.buf, SG_PUMP_READ_MAX))
+        conn_close(c, c->outcome, c->reason);
 }
 
 /* Ends the connection with a refusal the client can read, in the words of
@@ -505,43 +477,19 @@ static void start_splicing(struct sg_conn *c)
                                       c->has_name ? c->n.name.len : 0, hdr, sizeof(hdr));
     struct sg_early_bytes *e = &c->early;
     size_t body = e->len - e->header_len;
-    uint8_t *first = body > 0 ? e->buf + e->header_len : NULL;
     e->sent = body;
-    struct iovec iov[2] = {{hdr, hlen}, {first, body}};
-    ssize_t n = 0;
-    if (hlen + body > 0) {
-        do
-            n = writev(c->backend.watch.fd, iov, 2);
-        while (n < 0 && errno == EINTR);
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            format_reason(c, "backend", uv_translate_sys_error(errno));
-            conn_close_ex(c, SG_OUT_BACKEND_ERROR, c->reason_buf, true);
-            return;
-        }
-        if (n < 0)
-            n = 0;
-    }
     conn_set_state(c, SG_CONN_SPLICING);
     c->last_activity = uv_now(c->env->loop);
     sg_pump_init(&c->up, c->client.watch.fd, &c->client.ready, c->backend.watch.fd,
                  &c->backend.ready);
     sg_pump_init(&c->down, c->backend.watch.fd, &c->backend.ready, c->client.watch.fd,
                  &c->client.ready);
-    size_t left = hlen + body - (size_t)n;
-    if (left > 0) {
-        /* keep the unwritten tail: the header's, then the early bytes' */
-        uint8_t *rest = malloc(left);
-        if (rest == NULL) {
-            conn_close(c, SG_OUT_INTERNAL, "out of memory");
-            return;
-        }
-        size_t from_hdr = (size_t)n < hlen ? hlen - (size_t)n : 0;
-        if (from_hdr > 0)
-            memcpy(rest, hdr + (hlen - from_hdr), from_hdr);
-        if (left > from_hdr)
-            memcpy(rest + from_hdr, first + (body - (left - from_hdr)), left - from_hdr);
-        sg_pump_hold(&c->up, rest, left);
-        c->backend.ready.can_write = false;
+    int err = sg_pump_send_first(&c->up, hdr, hlen, body ? e->buf + e->header_len : NULL, body);
+    if (err < 0) {
+        format_reason(c, "backend", uv_translate_sys_error(-err));
+        conn_close_ex(c, err == -ENOMEM ? SG_OUT_INTERNAL : SG_OUT_BACKEND_ERROR, c->reason_buf,
+                      true);
+        return;
     }
     free(e->buf);
     e->buf = NULL;

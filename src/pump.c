@@ -6,7 +6,13 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+static bool would_block(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK;
+}
 
 /* ---- pipes -------------------------------------------------------------- */
 
@@ -110,6 +116,38 @@ void sg_pump_hold(struct sg_pump *p, uint8_t *data, size_t len)
     p->pending_len = len;
 }
 
+int sg_pump_send_first(struct sg_pump *p, const uint8_t *a, size_t alen, const uint8_t *b,
+                       size_t blen)
+{
+    if (alen + blen == 0)
+        return 0;
+    struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+    ssize_t n = 0;
+    if (p->rto->can_write) {
+        do
+            n = writev(p->to, iov, 2);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && !would_block(errno))
+            return -errno;
+        if (n < 0)
+            n = 0;
+    }
+    size_t left = alen + blen - (size_t)n;
+    if (left == 0)
+        return 0;
+    p->rto->can_write = false;
+    uint8_t *rest = malloc(left);
+    if (rest == NULL)
+        return -ENOMEM;
+    size_t from_a = (size_t)n < alen ? alen - (size_t)n : 0;
+    if (from_a > 0)
+        memcpy(rest, a + (alen - from_a), from_a);
+    if (left > from_a)
+        memcpy(rest + from_a, b + (blen - (left - from_a)), left - from_a);
+    sg_pump_hold(p, rest, left);
+    return 0;
+}
+
 void sg_pump_eof(struct sg_pump *p)
 {
     p->eof = true;
@@ -128,10 +166,6 @@ static bool finish(struct sg_pump *p, int error, enum sg_pump_side failed)
     return true;
 }
 
-static bool would_block(int err)
-{
-    return err == EAGAIN || err == EWOULDBLOCK;
-}
 
 /* Writes what the pump holds. Returns 1 when all of it is written, 0 when
  * <to> is full, or a negative errno. */

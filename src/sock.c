@@ -90,6 +90,35 @@ int sg_sock_error(int fd)
     return err ? -err : -ECONNREFUSED;
 }
 
+bool sg_sock_last_word(int fd, struct sg_ready *r, const uint8_t **data, size_t *len,
+                       bool *shut, uint8_t *scratch, size_t cap)
+{
+    while (*len > 0) {
+        if (!r->can_write)
+            return false;
+        ssize_t n = sg_sock_send(fd, r, *data, *len);
+        if (n == -EAGAIN)
+            return false;
+        if (n < 0)
+            return true;
+        *data += n;
+        *len -= (size_t)n;
+    }
+    if (!*shut) {
+        *shut = true;
+        if (shutdown(fd, SHUT_WR) != 0)
+            return true;
+    }
+    while (r->can_read) {
+        ssize_t n = sg_sock_recv(fd, r, scratch, cap);
+        if (n == -EAGAIN)
+            return false;
+        if (n <= 0)
+            return true;
+    }
+    return false;
+}
+
 void sg_sock_close(int fd, bool reset)
 {
     if (reset) {

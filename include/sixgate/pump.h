@@ -78,6 +78,13 @@ void sg_pump_init(struct sg_pump *p, int from, struct sg_ready *rfrom, int to,
  * ones to be written to <to>, before anything read from <from>. */
 void sg_pump_hold(struct sg_pump *p, uint8_t *data, size_t len);
 
+/* Writes <alen> bytes at <a>, then <blen> at <b>, to <to> in one writev
+ * (a connection's PROXY header and early bytes); what <to> does not take at
+ * once is held and written first by sg_pump_run(). Returns 0 or a negative
+ * errno (the write failed, or no memory to hold the rest). */
+int sg_pump_send_first(struct sg_pump *p, const uint8_t *a, size_t alen, const uint8_t *b,
+                       size_t blen);
+
 /* <from> ended before the pump started: pass the EOF on. */
 void sg_pump_eof(struct sg_pump *p);
 

@@ -44,6 +44,14 @@ int sg_sock_connect(const union sg_sockaddr *to, int *fd);
 /* The error a failed connect left on <fd>, as a negative errno. */
 int sg_sock_error(int fd);
 
+/* A last word to a peer that is being refused: writes the <*len> bytes at
+ * <*data> (advancing both), shuts the writing side down (once: <*shut>),
+ * then reads and drops what the peer still sends, into <scratch>, so that
+ * closing does not turn the word into a reset. Returns true when it is
+ * over (the peer's EOF, or an error), false to wait for the next event. */
+bool sg_sock_last_word(int fd, struct sg_ready *r, const uint8_t **data, size_t *len,
+                       bool *shut, uint8_t *scratch, size_t cap);
+
 /* Closes <fd>; with <reset> the peer gets a TCP reset instead of a FIN. */
 void sg_sock_close(int fd, bool reset);
 
