@@ -224,7 +224,12 @@ static ssize_t splice_in(struct sg_pump *p, struct sg_pipe_pool *pipes)
     if (n > 0) {
         p->in_pipe = (size_t)n;
         p->spliced += (uint64_t)n;
-        sg_ready_after_read(p->rfrom, (size_t)n, SG_PUMP_READ_MAX);
+        /* A short splice does not mean an empty socket: each buffer of the
+         * socket's queue takes one of the pipe's 16 slots, so small segments
+         * (an AF_UNIX peer's small writes, a real network's packets) fill
+         * the pipe with far less than asked. Clearing can_read then would
+         * strand the rest until the peer sends again, which it may never do
+         * (it waits for an answer). The next splice says EAGAIN. */
         return n;
     }
     int err = n < 0 ? errno : 0;
