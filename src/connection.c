@@ -11,32 +11,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "connection_internal.h"
 #include "sixgate/access_log.h"
-#include "sixgate/events.h"
-#include "sixgate/protocol.h"
 #include "sixgate/proxy_header.h"
-#include "sixgate/resolver.h"
-#include "sixgate/sock.h"
-#include "util.h"
-
-/* How long a refused client may keep sending before it is cut off. */
-#define LINGER_MS 2000
-/* The early-bytes buffer starts at this size and doubles up to its limit. */
-#define EARLY_BUF_START 4096
-/* The most of a name from the wire kept for the access log. */
-#define RAW_NAME_MAX 255
-
-enum sg_conn_state {
-    SG_CONN_ACCEPTED,     /* [transient] set up, nothing read yet */
-    SG_CONN_PROXY_HEADER, /* reading a PROXY header from a trusted upstream */
-    SG_CONN_SNIFFING,     /* reading the hello or the request head */
-    SG_CONN_RESOLVING,    /* [transient] the backend's name is being resolved */
-    SG_CONN_CONNECTING,   /* [transient] connecting to the backend */
-    SG_CONN_SPLICING,     /* both pumps run until both directions are done */
-    SG_CONN_REFUSING,     /* writing a refusal, then lingering */
-    SG_CONN_CLOSED,       /* the sockets are closed; freed when the timer is */
-    SG_CONN_NSTATES
-};
 
 static const char *const state_names[] = {"ACCEPTED",   "PROXY_HEADER", "SNIFFING", "RESOLVING",
                                           "CONNECTING", "SPLICING",     "REFUSING", "CLOSED"};
@@ -56,94 +33,11 @@ static const unsigned allowed[SG_CONN_NSTATES] = {
     [SG_CONN_CLOSED] = 0,
 };
 
-/* One socket of the connection: its descriptor (in the watch), and what
- * the kernel last said of it. Added once to the loop's event set, edge
- * triggered; closing the descriptor removes it. */
-struct sg_conn_side {
-    struct sg_watch watch;
-    struct sg_ready ready;
-    bool eof; /* client: EOF read before splicing began */
-};
-
-/* Everything the client sent before its backend was connected, replayed to
- * the backend first: a PROXY header from a trusted upstream (the first
- * <header_len> bytes, read but never forwarded), the hello or request head,
- * and what followed it. Handed to the pump once connected. */
-struct sg_early_bytes {
-    uint8_t *buf;
-    size_t len, cap;
-    size_t max;        /* the protocol's limit plus room for a PROXY header */
-    size_t header_len; /* a received PROXY header at the start of <buf> */
-    size_t sent;       /* bytes of the client's stream it held, for the counters */
-};
-
-struct sg_conn {
-    struct sg_conn_env *env;
-    struct sg_conn *prev, *next; /* env->conns */
-    uint64_t id;
-    enum sg_conn_state state;
-
-    struct sg_conn_side client;
-    struct sg_conn_side backend;
-    uv_timer_t timer; /* the state's deadline; its close callback frees the struct */
-
-    struct sg_snapshot *snap; /* reference held until the struct is freed */
-    const struct sg_listener_spec *listener; /* in <snap> */
-    const struct sg_protocol_ops *proto;     /* the listener's protocol */
-    struct sg_listener_stats *lstats;
-
-    union sg_sockaddr peer;  /* the client; from a PROXY header when trusted */
-    union sg_sockaddr local; /* where the client connected (or the PROXY header's target) */
-    union sg_sockaddr via;   /* the TCP peer when a PROXY header replaced it */
-    bool has_via;
-    bool local_known;        /* <local> is filled (else: getsockname when needed) */
-
-    struct sg_early_bytes early;
-    struct sg_sniff_state sniffer;
-    enum sg_sniff_spoken spoken; /* after WRONG_PROTOCOL, for the refusal */
-
-    /* the name and where it leads: the name routed by, or one refused as
-     * received (RAW_NAME_MAX bytes at most, kept for the access log) */
-    bool has_name;
-    union {
-        struct sg_name name;
-        char raw[RAW_NAME_MAX];
-    } n;
-    size_t raw_name_len;
-    struct sg_route_result route;
-    uint16_t backend_port;
-    union sg_sockaddr backend_addr;
-
-    struct sg_resolve_waiter resolve; /* waiting for the backend's name */
-    struct sockaddr_in6 *addrs;       /* its addresses, tried in turn (heap), or NULL */
-    uint8_t naddrs, next_addr;
-
-    struct sg_pump up;   /* client -> backend */
-    struct sg_pump down; /* backend -> client */
-    unsigned directions_done;
-
-    const uint8_t *refusal; /* REFUSING: what is left to write, and its length */
-    size_t refusal_len;
-    bool refusal_sent;      /* written and the client's side shut down */
-    uint8_t refusal_scratch[SG_REFUSAL_SCRATCH];
-
-    uint64_t t_accept, t_routed, t_connected; /* uv_hrtime() */
-    uint64_t last_activity;                   /* uv_now(), milliseconds */
-    enum sg_outcome outcome;
-    const char *reason;   /* static text */
-    char reason_buf[96];  /* or this, for messages with values */
-};
-
-static void conn_close(struct sg_conn *c, enum sg_outcome outcome, const char *reason);
-static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char *reason,
-                          bool reset_client);
-static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reason);
 static void start_connect(struct sg_conn *c);
 static void timer_cb(uv_timer_t *t);
 static void client_event_cb(struct sg_watch *w, uint32_t events);
 static void backend_event_cb(struct sg_watch *w, uint32_t events);
 
-#define CONN_OF(ptr, member) SG_CONTAINER_OF(ptr, struct sg_conn, member)
 
 /* ---- state and timer ---------------------------------------------------- */
 
@@ -169,9 +63,7 @@ static uint64_t state_timeout_ms(const struct sg_conn *c, enum sg_conn_state s)
 /* The only writer of c->state. The timer gets the new state's meaning,
  * except between states that share one budget (PROXY_HEADER and SNIFFING
  * share the sniff time; RESOLVING and CONNECTING share the connect time). */
-#define conn_set_state(c, to) conn_set_state_at((c), (to), __LINE__)
-
-static void conn_set_state_at(struct sg_conn *c, enum sg_conn_state to, int line)
+void conn_set_state_at(struct sg_conn *c, enum sg_conn_state to, int line)
 {
     enum sg_conn_state from = c->state;
     if (to != SG_CONN_CLOSED && !(allowed[from] & BIT(to))) {
@@ -205,7 +97,7 @@ static void timer_cb(uv_timer_t *t)
         break;
     case SG_CONN_RESOLVING:
     case SG_CONN_CONNECTING:
-        refuse(c, SG_OUT_CONNECT_TIMEOUT, "backend did not answer in time");
+        conn_refuse(c, SG_OUT_CONNECT_TIMEOUT, "backend did not answer in time");
         break;
     case SG_CONN_SPLICING: {
         /* Reads only record the time; the timer checks it when it fires, so
@@ -227,7 +119,7 @@ static void timer_cb(uv_timer_t *t)
 
 /* ---- the end ------------------------------------------------------------ */
 
-static void format_reason(struct sg_conn *c, const char *what, int err)
+void conn_format_reason(struct sg_conn *c, const char *what, int err)
 {
     snprintf(c->reason_buf, sizeof(c->reason_buf), "%s: %s", what, uv_strerror(err));
     c->reason = c->reason_buf;
@@ -324,7 +216,7 @@ void sg_conn_env_close(struct sg_conn_env *env)
 /* The one door out: records the outcome, logs the connection, closes both
  * sockets and cancels what is in flight. Safe to call again. <reset_client>
  * sends a TCP reset to the client instead of a FIN. */
-static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char *reason,
+void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char *reason,
                           bool reset_client)
 {
     if (c->state == SG_CONN_CLOSED)
@@ -368,7 +260,7 @@ static void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char
         env->on_empty(env);
 }
 
-static void conn_close(struct sg_conn *c, enum sg_outcome outcome, const char *reason)
+void conn_close(struct sg_conn *c, enum sg_outcome outcome, const char *reason)
 {
     conn_close_ex(c, outcome, reason, false);
 }
@@ -395,7 +287,7 @@ static void refusing_run(struct sg_conn *c)
  * then it is closed). The backend, if any, is closed at once; the client
  * side is shut down after the refusal is written and read until EOF or the
  * linger time, so that the refusal is not lost to a reset. */
-static void refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reason)
+void conn_refuse(struct sg_conn *c, enum sg_outcome outcome, const char *reason)
 {
     if (c->state == SG_CONN_CLOSED || c->state == SG_CONN_REFUSING)
         return;
@@ -445,7 +337,7 @@ static void pump_finished(struct sg_conn *c, struct sg_pump *p)
             conn_close(c, SG_OUT_OK, client_side ? "client closed first" : "backend closed first");
         return;
     }
-    format_reason(c, client_side ? "client" : "backend", uv_translate_sys_error(-err));
+    conn_format_reason(c, client_side ? "client" : "backend", uv_translate_sys_error(-err));
     conn_close_ex(c, client_side ? SG_OUT_CLIENT_ERROR : SG_OUT_BACKEND_ERROR, c->reason_buf,
                   !client_side);
 }
@@ -486,7 +378,7 @@ static void start_splicing(struct sg_conn *c)
                  &c->client.ready);
     int err = sg_pump_send_first(&c->up, hdr, hlen, body ? e->buf + e->header_len : NULL, body);
     if (err < 0) {
-        format_reason(c, "backend", uv_translate_sys_error(-err));
+        conn_format_reason(c, "backend", uv_translate_sys_error(-err));
         conn_close_ex(c, err == -ENOMEM ? SG_OUT_INTERNAL : SG_OUT_BACKEND_ERROR, c->reason_buf,
                       true);
         return;
@@ -508,7 +400,7 @@ static void connect_failed(struct sg_conn *c, enum sg_outcome outcome, const cha
              sg_backend_format(c->route.backend, c->backend_port, backend, sizeof(backend)),
              err ? uv_strerror(err) : "no address");
     c->reason = c->reason_buf;
-    refuse(c, outcome, c->reason_buf);
+    conn_refuse(c, outcome, c->reason_buf);
 }
 
 /* The connect failed with <err> (a negative errno): the next address of
@@ -612,7 +504,7 @@ static void resolved_cb(struct sg_resolve_waiter *w, int status, const struct so
  * does not sniff, to its fixed backend) and starts the connect. The client
  * is still read while the backend is being reached: what it sends joins
  * the early bytes, up to their limit, past which the kernel holds the rest. */
-static void route(struct sg_conn *c)
+void conn_route(struct sg_conn *c)
 {
     /* The head is read: a keep-alive connection need not carry the HTTP
      * parser for the rest of its life. */
@@ -627,7 +519,7 @@ static void route(struct sg_conn *c)
         static const struct sg_name empty;
         sg_routes_lookup(c->snap->routes, c->has_name ? &c->n.name : &empty, &c->route);
         if (c->route.match == SG_MATCH_NONE) {
-            refuse(c, SG_OUT_NO_ROUTE, c->has_name ? "no route for the name"
+            conn_refuse(c, SG_OUT_NO_ROUTE, c->has_name ? "no route for the name"
                                                    : "no name and no fallback");
             return;
         }
@@ -651,154 +543,6 @@ static void route(struct sg_conn *c)
         resolved(c, status, addrs, naddrs);
 }
 
-/* ---- sniffing ----------------------------------------------------------- */
-
-static void keep_raw_name(struct sg_conn *c, const struct sg_sniffed *out)
-{
-    if (out->raw_name == NULL)
-        return;
-    c->raw_name_len = out->raw_name_len < RAW_NAME_MAX ? out->raw_name_len : RAW_NAME_MAX;
-    memcpy(c->n.raw, out->raw_name, c->raw_name_len);
-}
-
-static void sniff_verdict(struct sg_conn *c, enum sg_sniff_result r, const struct sg_sniffed *out)
-{
-    switch (r) {
-    case SG_SNIFF_NEED_MORE:
-        return;
-    case SG_SNIFF_FOUND:
-        c->has_name = true;
-        c->n.name = out->name;
-        route(c);
-        return;
-    case SG_SNIFF_NO_NAME:
-        route(c);
-        return;
-    case SG_SNIFF_BAD_NAME:
-        keep_raw_name(c, out);
-        refuse(c, SG_OUT_BAD_REQUEST, out->detail ? out->detail : "invalid name");
-        return;
-    case SG_SNIFF_MALFORMED:
-        keep_raw_name(c, out);
-        refuse(c, SG_OUT_BAD_REQUEST, out->detail ? out->detail : "malformed");
-        return;
-    case SG_SNIFF_TOO_LARGE:
-        refuse(c, SG_OUT_TOO_LARGE, out->detail ? out->detail : "too large");
-        return;
-    case SG_SNIFF_WRONG_PROTOCOL:
-        c->spoken = out->spoken;
-        refuse(c, SG_OUT_WRONG_PROTOCOL, out->detail ? out->detail : "wrong protocol");
-        return;
-    }
-}
-
-/* Runs the sniffer over the client's stream so far, of which the last
- * <fresh> bytes are new. */
-static void sniff_process(struct sg_conn *c, size_t fresh)
-{
-    struct sg_sniffed out;
-    out.detail = NULL;
-    out.spoken = SG_SPOKE_UNKNOWN;
-    out.raw_name = NULL;
-    out.raw_name_len = 0;
-    size_t start = c->early.header_len;
-    enum sg_sniff_result r = c->proto->sniff(&c->sniffer, c->early.buf + start,
-                                             c->early.len - start, fresh, c->env->tls_scratch,
-                                             &out);
-    sniff_verdict(c, r, &out);
-}
-
-static void start_sniffing(struct sg_conn *c);
-
-/* A PROXY header from a trusted upstream: the addresses it carries replace
- * the TCP peer's everywhere; what follows it is the client's stream. */
-static void proxy_header_process(struct sg_conn *c)
-{
-    struct sg_proxy_info info;
-    switch (sg_proxy_header_decode(c->early.buf, c->early.len, &info)) {
-    case SG_PROXY_HDR_NEED_MORE:
-        if (c->early.len >= SG_PROXY_DECODE_MAX)
-            conn_close_ex(c, SG_OUT_PROXY_REFUSED, "PROXY header too long", true);
-        return;
-    case SG_PROXY_HDR_INVALID:
-        conn_close_ex(c, SG_OUT_PROXY_REFUSED, info.detail, true);
-        return;
-    case SG_PROXY_HDR_OK:
-        break;
-    }
-    c->early.header_len = info.header_len;
-    if (info.has_addresses) {
-        c->via = c->peer;
-        c->has_via = true;
-        c->peer = info.src;
-        c->local = info.dst;
-        c->local_known = true;
-    }
-    start_sniffing(c);
-}
-
-/* Room for the next read in the early bytes, growing up to their limit;
- * 0 when they are full. */
-static size_t early_room(struct sg_early_bytes *e)
-{
-    if (e->cap - e->len < 1024 && e->cap < e->max) {
-        size_t cap = e->cap ? e->cap * 2 : EARLY_BUF_START;
-        if (cap > e->max)
-            cap = e->max;
-        uint8_t *n = realloc(e->buf, cap);
-        if (n != NULL) {
-            e->buf = n;
-            e->cap = cap;
-        }
-    }
-    return e->cap - e->len;
-}
-
-/* Reads the client into the early bytes while the kernel has something
- * and the state wants it: before routing each read goes to the PROXY
- * header parser or the sniffer; while the backend is being reached the
- * bytes only join the head, and a full buffer leaves the rest to the
- * kernel (the pump reads it once spliced). */
-static void early_run(struct sg_conn *c)
-{
-    struct sg_conn_side *s = &c->client;
-    while (s->ready.can_read) {
-        bool sniffing = c->state == SG_CONN_PROXY_HEADER || c->state == SG_CONN_SNIFFING;
-        if (!sniffing && c->state != SG_CONN_RESOLVING && c->state != SG_CONN_CONNECTING)
-            return;
-        size_t room = early_room(&c->early);
-        if (room == 0) {
-            if (sniffing) {
-                struct sg_sniffed out = {.detail = "hello or head larger than the sniff buffer"};
-                sniff_verdict(c, SG_SNIFF_TOO_LARGE, &out);
-            }
-            return;
-        }
-        ssize_t n = sg_sock_recv(s->watch.fd, &s->ready, c->early.buf + c->early.len, room);
-        if (n == -EAGAIN)
-            return;
-        if (n == 0 && !sniffing) {
-            s->eof = true; /* passed on by the pump */
-            s->ready.can_read = false;
-            return;
-        }
-        if (n == 0) {
-            conn_close(c, SG_OUT_CLIENT_GONE, "client closed before it was routed");
-            return;
-        }
-        if (n < 0) {
-            format_reason(c, "client", uv_translate_sys_error((int)-n));
-            conn_close(c, SG_OUT_CLIENT_GONE, c->reason_buf);
-            return;
-        }
-        c->early.len += (size_t)n;
-        if (c->state == SG_CONN_PROXY_HEADER)
-            proxy_header_process(c);
-        else if (c->state == SG_CONN_SNIFFING)
-            sniff_process(c, (size_t)n);
-    }
-}
-
 /* Every event of the client's socket, whatever the state: the one place
  * that decides who reads it. */
 static void client_event_cb(struct sg_watch *w, uint32_t events)
@@ -815,56 +559,9 @@ static void client_event_cb(struct sg_watch *w, uint32_t events)
         refusing_run(c);
         return;
     default:
-        early_run(c);
+        conn_early_run(c);
         return;
     }
-}
-
-/* Sets the early bytes' limit for the listener's protocol, plus what a
- * PROXY header in front of them may take, and prepares the sniffer. */
-static bool prepare_early(struct sg_conn *c)
-{
-    if (c->proto->sniffs && !c->proto->sniff_begin(&c->sniffer, c->snap))
-        return false;
-    size_t max = c->proto->early_max(c->snap);
-    if (c->listener->accept_proxy.n > 0)
-        max += SG_PROXY_DECODE_MAX;
-    c->early.max = max > SG_PROXY_DECODE_MAX ? max : SG_PROXY_DECODE_MAX;
-    return true;
-}
-
-static void start_sniffing(struct sg_conn *c)
-{
-    bool after_proxy_header = c->state == SG_CONN_PROXY_HEADER;
-    if (!c->proto->sniffs) {
-        route(c);
-        return;
-    }
-    conn_set_state(c, SG_CONN_SNIFFING);
-    /* bytes after a PROXY header may already hold the hello or head */
-    if (after_proxy_header && c->early.len > c->early.header_len)
-        sniff_process(c, c->early.len - c->early.header_len);
-}
-
-/* The first state: a PROXY header when the listener expects one from this
- * peer, else the hello or head. The socket's first event brings the bytes. */
-static void start_reading(struct sg_conn *c)
-{
-    if (!prepare_early(c)) {
-        conn_close(c, SG_OUT_INTERNAL, "out of memory");
-        return;
-    }
-    if (c->listener->accept_proxy.n == 0) {
-        start_sniffing(c);
-        return;
-    }
-    if (!sg_cidr_list_match(&c->listener->accept_proxy, &c->peer.sa)) {
-        conn_close_ex(c, SG_OUT_PROXY_REFUSED,
-                      "this listener takes PROXY protocol connections only from accept_proxy",
-                      true);
-        return;
-    }
-    conn_set_state(c, SG_CONN_PROXY_HEADER);
 }
 
 /* ---- accept ------------------------------------------------------------- */
@@ -927,9 +624,9 @@ void sg_conn_accept(struct sg_conn_env *env, int fd, const union sg_sockaddr *pe
     }
     int err = sg_events_add(env->events, &c->client.watch);
     if (err < 0) {
-        format_reason(c, "watch", uv_translate_sys_error(-err));
+        conn_format_reason(c, "watch", uv_translate_sys_error(-err));
         conn_close(c, SG_OUT_INTERNAL, c->reason_buf);
         return;
     }
-    start_reading(c);
+    conn_start_reading(c);
 }
