@@ -109,8 +109,9 @@ static void render_histogram(FILE *out, const char *name, const char *help,
             (unsigned long long)count);
 }
 
-void sg_metrics_render(FILE *out, struct sg_worker_stats *const *ws, size_t n,
-                       const struct sg_metrics_info *info)
+/* The per-listener sums of all workers' counters, in <*out> (malloc'd);
+ * returns how many listeners, or -1 when out of memory. */
+static long gather_listeners(struct sg_worker_stats *const *ws, size_t n, struct lsum **out)
 {
     /* Gather listeners by name across workers. */
     size_t cap = 0, used = 0;
@@ -128,8 +129,10 @@ void sg_metrics_render(FILE *out, struct sg_worker_stats *const *ws, size_t n,
                 if (used == cap) {
                     size_t nc = cap ? cap * 2 : 16;
                     struct lsum *ns = realloc(sums, nc * sizeof(*ns));
-                    if (ns == NULL)
-                        goto out;
+                    if (ns == NULL) {
+                        free(sums);
+                        return -1;
+                    }
                     sums = ns;
                     cap = nc;
                 }
@@ -146,6 +149,12 @@ void sg_metrics_render(FILE *out, struct sg_worker_stats *const *ws, size_t n,
         }
     }
 
+    *out = sums;
+    return (long)used;
+}
+
+static void render_listeners(FILE *out, const struct lsum *sums, size_t used)
+{
     fprintf(out, "# HELP sixgate_connections_accepted_total Connections accepted.\n"
                  "# TYPE sixgate_connections_accepted_total counter\n");
     for (size_t k = 0; k < used; k++)
@@ -172,6 +181,11 @@ void sg_metrics_render(FILE *out, struct sg_worker_stats *const *ws, size_t n,
         fprintf(out, "sixgate_bytes_total{listener=\"%s\",direction=\"from_backend\"} %llu\n",
                 sums[k].name, (unsigned long long)sums[k].bytes_b);
     }
+}
+
+/* Histograms and counters that are per worker, summed. */
+static void render_workers(FILE *out, struct sg_worker_stats *const *ws, size_t n)
+{
     render_histogram(out, "sixgate_sniff_duration_seconds",
                      "Time from accept until the name was known.", ws, n, offsetof(struct sg_worker_stats, sniff));
     render_histogram(out, "sixgate_connect_duration_seconds",
@@ -206,6 +220,10 @@ void sg_metrics_render(FILE *out, struct sg_worker_stats *const *ws, size_t n,
             "sixgate_dns_total{result=\"failed\"} %llu\n",
             (unsigned long long)dns[0], (unsigned long long)dns[1], (unsigned long long)dns[2],
             (unsigned long long)dns[3]);
+}
+
+static void render_process(FILE *out, const struct sg_metrics_info *info)
+{
     fprintf(out,
             "# HELP sixgate_reloads_total Configuration loads, by result.\n"
             "# TYPE sixgate_reloads_total counter\n"
@@ -245,6 +263,17 @@ void sg_metrics_render(FILE *out, struct sg_worker_stats *const *ws, size_t n,
             "# HELP sixgate_start_time_seconds When the process started.\n"
             "# TYPE sixgate_start_time_seconds gauge\nsixgate_start_time_seconds %llu\n",
             (unsigned long long)info->start_time);
-out:
+}
+
+void sg_metrics_render(FILE *out, struct sg_worker_stats *const *ws, size_t n,
+                       const struct sg_metrics_info *info)
+{
+    struct lsum *sums = NULL;
+    long used = gather_listeners(ws, n, &sums);
+    if (used < 0)
+        return;
+    render_listeners(out, sums, (size_t)used);
+    render_workers(out, ws, n);
+    render_process(out, info);
     free(sums);
 }
