@@ -204,6 +204,31 @@ def test_backend_reset_is_passed_on(sixgate, backends):
     assert a["outcome"] == "backend_error" and a["bytes_from_backend"] == len(part), a
 
 
+def test_backend_reset_during_an_upload_is_the_backends_fault(sixgate, backends):
+    """A backend that resets while the client is still uploading: the write
+    to the backend fails, and that is the backend's error (not a read error
+    of the client's): the log names the backend and the client gets the
+    reset."""
+    raw = backends.raw(reply=b"", reply_after=256 * 1024, reset_after_reply=True)
+    port = free_ports(1)[0]
+    sixgate.start(main_config([tcp_listener("tcp", port, raw.addr)], map=None))
+    s = connect(port)
+    chunk = b"u" * 65536
+    outcome = None
+    deadline = time.monotonic() + scaled(10)
+    try:
+        while time.monotonic() < deadline:
+            s.sendall(chunk)
+    except (ConnectionResetError, BrokenPipeError) as e:
+        outcome = type(e).__name__
+    s.close()
+    assert outcome is not None, "the upload was never cut off"
+    a = one_access(sixgate, listener="tcp")
+    assert a["outcome"] == "backend_error", a
+    assert a["reason"].startswith("backend: "), a
+    assert a["bytes_from_client"] >= 256 * 1024
+
+
 class StallThenResetBackend(Backend):
     """Sends until its data stops draining for 0.5 s (the proxy stopped
     reading from it because its client does not read), then resets."""
