@@ -497,6 +497,15 @@ static const struct config_key main_keys[] = {
     {"resolver", key_resolver},
 };
 
+/* The bit config_walk_map() sets for main key <name>. */
+static unsigned main_key_bit(const char *name)
+{
+    for (size_t i = 0; i < SG_ARRAY_LEN(main_keys); i++)
+        if (strcmp(main_keys[i].name, name) == 0)
+            return 1u << i;
+    return 0;
+}
+
 /* ---- the file ----------------------------------------------------------- */
 
 static bool expect_event(struct sg_yreader *r, yaml_event_t *ev, yaml_event_type_t type)
@@ -526,6 +535,12 @@ void config_parse_main(struct config_ctx *c, const unsigned char *buf, size_t le
         config_walk_map(c, root, "the main config", main_keys, SG_ARRAY_LEN(main_keys), c->snap);
     if (root->kind == SG_YMAP && !(seen & 1u))
         config_error(c, root, "the main config needs 'listeners'");
+    if (root->kind == SG_YMAP && (seen & main_key_bit("group")) && !(seen & main_key_bit("user")))
+        for (const struct sg_ynode *k = root->first; k != NULL && k->next != NULL;
+             k = k->next->next)
+            if (k->kind == SG_YSCALAR && strcmp(k->str, "group") == 0)
+                config_error(c, k, "'group' needs 'user': the privileges are dropped to a user "
+                                   "(and this group), never to a group alone");
 out:
     sg_yreader_close(&r);
 }
