@@ -231,19 +231,11 @@ static void apply(struct sg_worker *w, struct sg_worker_msg *m)
         sg_resolver_set_ttl(w->env.resolver, w->env.snap->dns_ttl_ms,
                             w->env.snap->dns_negative_ttl_ms);
 
+    /* The message is the worker's while it applies it: its binds carry the
+     * marks, so reconciling needs no memory and cannot fail halfway. */
     size_t nb = m->mode == SG_WORKER_RUN ? m->nbinds : 0;
-    bool *kept = calloc(nb ? nb : 1, sizeof(bool));
-    if (kept == NULL) {
-        /* Keep the sockets as they are rather than lose them all; the next
-         * message will reconcile them. Their indexes may be stale: point
-         * every listener at a listener that exists in the new snapshot. */
-        sg_log_err(w->log, "worker %u: out of memory applying a new configuration", w->id);
-        for (struct sg_worker_listener *l = w->listeners; l != NULL; l = l->next) {
-            if (l->index >= w->env.snap->nlisteners)
-                l->index = 0;
-        }
-        goto modes;
-    }
+    for (size_t j = 0; j < nb; j++)
+        m->binds[j].kept = false;
     struct sg_worker_listener **pp = &w->listeners;
     while (*pp != NULL) {
         struct sg_worker_listener *l = *pp;
@@ -254,7 +246,7 @@ static void apply(struct sg_worker *w, struct sg_worker_msg *m)
         }
         if (j < nb) {
             /* Same socket: it stays open; only its meaning may change. */
-            kept[j] = true;
+            m->binds[j].kept = true;
             l->index = m->binds[j].listener;
             l->stats = sg_worker_stats_listener(&w->stats, w->env.snap->listeners[l->index].name);
             pp = &l->next;
@@ -264,12 +256,9 @@ static void apply(struct sg_worker *w, struct sg_worker_msg *m)
         }
     }
     for (size_t j = 0; j < nb; j++) {
-        if (!kept[j])
+        if (!m->binds[j].kept)
             open_listener(w, &m->binds[j]);
     }
-    free(kept);
-
-modes:
     if (m->mode == SG_WORKER_STOP)
         sg_conn_close_all(&w->env);
     if (m->mode != SG_WORKER_RUN && w->env.nconns == 0)

@@ -25,6 +25,7 @@ enum sg_worker_mode {
 struct sg_worker_bind {
     struct sg_bound *bound; /* a reference */
     size_t listener;        /* index into snap->listeners */
+    bool kept;              /* the worker's own mark while it applies the message */
 };
 
 struct sg_worker_msg {
