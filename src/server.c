@@ -41,7 +41,8 @@ struct sg_server {
     _Atomic(struct sg_snapshot *) released;
     bool reaper_open;
 
-    char *access_path; /* the open access log file, or NULL */
+    char *access_path; /* the access log file in use, or NULL */
+    int access_file;   /* the descriptor files are opened onto, once one was; else -1 */
     struct sg_admin *admin;
 
     uint64_t start_time;
@@ -86,22 +87,21 @@ static void on_release(struct sg_snapshot *s, void *data)
 /* ---- access log --------------------------------------------------------- */
 
 /* Points the access log at what <s> says. A file is opened on a descriptor
- * that then never changes: a reopen dup2()s the new file onto it, so the
- * workers, which write to it concurrently, need no message. */
+ * that then never changes: a reopen, or another file after a reload,
+ * dup2()s the new file onto it, so the workers, which write to it
+ * concurrently, need no message; and switching to stderr or off and back
+ * reuses it instead of leaking one descriptor each time. */
 static int setup_access_log(struct sg_server *srv, const struct sg_snapshot *s, bool reopen)
 {
     struct sg_logger *lg = &srv->log;
     const char *want = s->access_log;
-    int cur = atomic_load(&lg->access_fd);
     bool is_file = want != NULL && strcmp(want, "stderr") != 0;
 
     if (!is_file) {
         atomic_store(&lg->access_fd, want != NULL ? STDERR_FILENO : -1);
-        if (srv->access_path != NULL) {
-            /* workers may be writing to it still: keep the descriptor, empty */
-            free(srv->access_path);
-            srv->access_path = NULL;
-        }
+        /* workers may be writing to srv->access_file still: it stays open */
+        free(srv->access_path);
+        srv->access_path = NULL;
         return 0;
     }
     if (!reopen && srv->access_path != NULL && strcmp(srv->access_path, want) == 0)
@@ -112,12 +112,13 @@ static int setup_access_log(struct sg_server *srv, const struct sg_snapshot *s, 
         sg_log_err(lg, "access log %s: %s", want, strerror(errno));
         return err;
     }
-    if (srv->access_path != NULL && cur > STDERR_FILENO) {
-        dup2(fd, cur);
+    if (srv->access_file >= 0) {
+        dup2(fd, srv->access_file);
         close(fd);
     } else {
-        atomic_store(&lg->access_fd, fd);
+        srv->access_file = fd;
     }
+    atomic_store(&lg->access_fd, srv->access_file);
     char *path = strdup(want);
     free(srv->access_path);
     srv->access_path = path;
@@ -346,6 +347,7 @@ int sg_server_run(const char *config_path, struct sg_snapshot *snap)
         return 1;
     }
     sg_logger_init(&srv->log, STDERR_FILENO);
+    srv->access_file = -1;
     atomic_store(&srv->log.level, (int)snap->log_level);
     signal(SIGPIPE, SIG_IGN);
     srv->start_time = (uint64_t)time(NULL);
@@ -414,6 +416,8 @@ out_close_loop:
     uv_loop_close(&srv->loop);
 out_free:
     sg_reload_free(&srv->reload);
+    if (srv->access_file >= 0)
+        close(srv->access_file);
     free(srv->access_path);
     free(srv->config_path);
     free(srv);

@@ -8,6 +8,7 @@ begun, no trigger reloads, and a reload still running is dropped."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -50,6 +51,31 @@ def test_reload_moves_the_access_log(sixgate, backends):
     assert who(port, "site.example") == "A"
     sixgate.wait_log(r'\{"time":[^\n]*"listener":"web"')
     assert lines(first) == 1 and lines(second) == 1
+
+
+def test_access_log_off_and_on_again_keeps_one_descriptor(sixgate, backends):
+    """Reloads that switch the access log from a file to off and back, five
+    times: sixgate's descriptors stay as many as after the first switch,
+    and each connection is logged in the file while the file is on."""
+    a = backends.http("A")
+    (port,) = free_ports(1)
+    log = sixgate.folder / "access.log"
+    sixgate.start(main_config([http_listener("web", port)]), routes_map({"site.example": a.addr}))
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{sixgate.pid}/fd"))
+
+    generation, counts = 1, []
+    for round_ in range(5):
+        for access in ("off", "access.log"):
+            sixgate.main_path.write_text(main_config([http_listener("web", port)], access=access))
+            sixgate.reload()
+            generation += 1
+            sixgate.wait_log(rf"reload \(SIGHUP\): generation {generation}\b")
+        assert who(port, "site.example") == "A"
+        wait_until(lambda: lines(log) == round_ + 1, scaled(5), what=f"{round_ + 1} lines")
+        counts.append(fds())
+    assert len(set(counts)) == 1, f"descriptors after each round: {counts}"
 
 
 def test_reload_changes_the_log_level(sixgate, backends):
