@@ -102,7 +102,7 @@ static void stamp(struct sg_access_buf *b, char out[64])
                  tm.tm_sec);
         b->sec = (int64_t)ts.tv_sec;
     }
-    snprintf(out, 64, "%s%03ldZ", b->stamp, ts.tv_nsec / 1000000);
+    snprintf(out, 64, "%s%03dZ", b->stamp, (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
 bool sg_access_buf_add(struct sg_access_buf *b, struct sg_logger *lg,

@@ -252,6 +252,7 @@ void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char *reaso
     sg_pump_release(&c->up, env->pump.pipes);
     sg_pump_release(&c->down, env->pump.pipes);
     sg_resolve_cancel(&c->resolve); /* the lookup itself goes on, for the cache */
+    sg_events_forget(env->events, &c->client.watch);
     close_fd(&c->client, reset_client);
     close_fd(&c->backend, false);
     uv_timer_stop(&c->timer);
@@ -352,8 +353,12 @@ static void splicing_run(struct sg_conn *c)
         if (!p->finished && sg_pump_run(p, &c->env->pump))
             pump_finished(c, p);
     }
-    if (c->state == SG_CONN_SPLICING && c->up.bytes + c->down.bytes != before)
+    if (c->state != SG_CONN_SPLICING)
+        return;
+    if (c->up.bytes + c->down.bytes != before)
         c->last_activity = uv_now(c->env->loop);
+    if (c->up.more || c->down.more)
+        sg_events_again(c->env->events, &c->client.watch);
 }
 
 /* Connected: the PROXY header (when the backend wants one) and the early

@@ -45,7 +45,7 @@ int sg_bound_open(const union sg_sockaddr *addr, unsigned nworkers, struct sg_bo
     /* SO_REUSEPORT would let this bind share a port with another process of
      * the same user (a second sixgate started by mistake) and silently split
      * its traffic. A probe bound without it fails if anyone holds the port. */
-    int probe, err = open_socket(addr, false, &probe);
+    int probe = -1, err = open_socket(addr, false, &probe);
     if (err < 0)
         return err;
     close(probe);

@@ -273,7 +273,8 @@ bool sg_pump_run(struct sg_pump *p, const struct sg_pump_env *env)
 {
     if (p->finished)
         return true;
-    for (;;) {
+    p->more = false;
+    for (unsigned reads = 0;; reads++) {
         int f = flush(p, env->pipes);
         if (f < 0)
             return finish(p, f, SG_PUMP_TO);
@@ -286,6 +287,10 @@ bool sg_pump_run(struct sg_pump *p, const struct sg_pump_env *env)
         }
         if (!p->rfrom->can_read)
             return false;
+        if (reads == SG_PUMP_RUN_READS) {
+            p->more = true;
+            return false;
+        }
         bool try_splice = env->pipes != NULL &&
                           (env->splice == SG_SPLICE_ALWAYS ||
                            (env->splice == SG_SPLICE_AUTO && p->bytes >= SG_SPLICE_AFTER));

@@ -27,11 +27,15 @@ typedef void (*sg_watch_cb)(struct sg_watch *w, uint32_t events);
 struct sg_watch {
     int fd;
     sg_watch_cb cb;
+    struct sg_watch *again_next; /* on the set's list of watches to run again */
+    bool again;                  /* ... is on it */
 };
 
 struct sg_events {
     int epfd;
     uv_poll_t poll; /* libuv's watch on <epfd> */
+    uv_idle_t idle; /* runs the again list; keeps libuv's poll from sleeping meanwhile */
+    struct sg_watch *again_head, *again_tail;
     bool closing;
 };
 
@@ -52,5 +56,14 @@ int sg_events_add_listener(struct sg_events *ev, struct sg_watch *w);
 
 /* Removes <w->fd> (a listener that pauses); returns 0 or a negative errno. */
 int sg_events_remove(struct sg_events *ev, struct sg_watch *w);
+
+/* Calls w->cb(w, 0) once more in the next round of the loop: an owner that
+ * stopped with work left (to let other connections run) asks for this,
+ * since an edge-triggered socket reports nothing new for what it already
+ * said. Idempotent. */
+void sg_events_again(struct sg_events *ev, struct sg_watch *w);
+
+/* Takes <w> off that list (its owner is closing it). */
+void sg_events_forget(struct sg_events *ev, struct sg_watch *w);
 
 #endif

@@ -65,6 +65,7 @@ struct sg_pump {
     uint64_t spliced;     /* of those, moved by splice */
     int error;            /* when finished: 0 (EOF passed on) or a negative errno */
     enum sg_pump_side failed;
+    bool more;       /* the last run stopped at its bound with bytes still to read */
     bool eof;        /* EOF read from <from> */
     bool other_done; /* the other direction is over: EOF needs no shutdown */
     bool finished;
@@ -88,8 +89,14 @@ int sg_pump_send_first(struct sg_pump *p, const uint8_t *a, size_t alen, const u
 /* <from> ended before the pump started: pass the EOF on. */
 void sg_pump_eof(struct sg_pump *p);
 
-/* Moves what can be moved now. Returns true once the pump has finished (it
- * stays finished): p->error says how. */
+/* Reads one run makes at most: a fast pair of peers must not keep the
+ * loop from every other connection (SG_PUMP_RUN_READS * 64 KiB = 1 MiB). */
+#define SG_PUMP_RUN_READS 16
+
+/* Moves what can be moved now, SG_PUMP_RUN_READS reads at most; p->more
+ * says when it stopped there with the socket still readable (then the
+ * owner must run it again soon: no event will say so). Returns true once
+ * the pump has finished (it stays finished): p->error says how. */
 bool sg_pump_run(struct sg_pump *p, const struct sg_pump_env *env);
 
 /* Whether the pump holds bytes for <to> (heap or pipe). */
