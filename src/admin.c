@@ -7,6 +7,10 @@
 
 #define REQUEST_MAX 8192
 #define ADMIN_TIMEOUT_MS 5000
+/* Connections served at once; more are accepted and closed at once, so a
+ * local client that holds connections open cannot grow sixgate's memory
+ * (each holds a REQUEST_MAX buffer) and cannot stall the accept queue. */
+#define ADMIN_MAX_CONNS 64
 
 struct admin_conn {
     uv_tcp_t tcp;
@@ -29,6 +33,10 @@ struct sg_admin {
     bool draining;
     bool closing;
     struct admin_conn *conns;
+    unsigned nconns;
+    uv_tcp_t spare;     /* accepts a connection that is refused, to close it */
+    bool spare_busy;    /* <spare> is closing */
+    bool refuse_queued; /* a connection waits for <spare> (libuv stops the listener meanwhile) */
 };
 
 static void conn_freed(struct admin_conn *c)
@@ -54,6 +62,7 @@ static void admin_conn_close(struct admin_conn *c)
         c->admin->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    c->admin->nconns--;
     uv_close((uv_handle_t *)&c->tcp, tcp_closed_cb);
     uv_close((uv_handle_t *)&c->timer, tcp_closed_cb);
 }
@@ -150,14 +159,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         admin_conn_close(c);
         return;
     }
+    /* the request line is all that matters; wait for the end of the head,
+     * looking only at the new bytes (and the 3 before them) */
+    size_t from = c->len >= 3 ? c->len - 3 : 0;
     c->len += (size_t)nread;
-    /* the request line is all that matters; wait for the end of the head */
-    for (size_t i = 3; i < c->len; i++) {
-        if (memcmp(c->req + i - 3, "\r\n\r\n", 4) == 0) {
-            serve(c);
-            return;
-        }
-    }
+    if (memmem(c->req + from, c->len - from, "\r\n\r\n", 4) != NULL)
+        serve(c);
 }
 
 static void timeout_cb(uv_timer_t *t)
@@ -165,14 +172,44 @@ static void timeout_cb(uv_timer_t *t)
     admin_conn_close(t->data);
 }
 
+static void refuse_connection(struct sg_admin *a, uv_stream_t *server);
+
+static void spare_closed_cb(uv_handle_t *h)
+{
+    struct sg_admin *a = h->data;
+    a->spare_busy = false;
+    if (a->refuse_queued && !a->closing) {
+        a->refuse_queued = false;
+        refuse_connection(a, (uv_stream_t *)&a->listener);
+    }
+}
+
+/* A connection that will not be served: accepted (libuv watches the
+ * listener again only once the pending one is taken) and closed. */
+static void refuse_connection(struct sg_admin *a, uv_stream_t *server)
+{
+    if (a->spare_busy) {
+        a->refuse_queued = true; /* taken when the one before has closed */
+        return;
+    }
+    uv_tcp_init(server->loop, &a->spare);
+    a->spare.data = a;
+    a->spare_busy = true;
+    uv_accept(server, (uv_stream_t *)&a->spare);
+    uv_close((uv_handle_t *)&a->spare, spare_closed_cb);
+}
+
 static void accept_cb(uv_stream_t *server, int status)
 {
     struct sg_admin *a = server->data;
     if (status < 0)
         return;
-    struct admin_conn *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    struct admin_conn *c = a->nconns < ADMIN_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+    if (c == NULL) {
+        refuse_connection(a, server);
         return;
+    }
+    a->nconns++;
     c->admin = a;
     uv_tcp_init(server->loop, &c->tcp);
     uv_timer_init(server->loop, &c->timer);

@@ -515,3 +515,31 @@ def test_workers_auto_counts_the_cpus_it_may_run_on(make_sixgate, backends):
         assert s.recv(4) == b"ping"
         s.close()
         sg.stop()
+
+
+def test_admin_serves_64_connections_at_once_and_closes_the_rest(sixgate, backends):
+    """A local client that holds admin connections open gets 64 of them;
+    the rest are closed at once, and once it lets go /metrics answers."""
+    a = backends.http("A")
+    web, admin = free_ports(2)
+    sixgate.start(main_config([http_listener("web", web)], admin={"listen": f"127.0.0.1:{admin}"}),
+                  routes_map({"site.example": a.addr}))
+    held = [connect(admin) for _ in range(80)]
+    try:
+        closed = 0
+        for s in held:
+            s.settimeout(scaled(0.05))
+            try:
+                if s.recv(1) == b"":
+                    closed += 1
+            except (socket.timeout, TimeoutError):
+                pass
+            except ConnectionResetError:
+                closed += 1
+        assert closed == 80 - 64, f"{closed} of 80 closed"
+    finally:
+        for s in held:
+            s.close()
+    wait_until(lambda: http_exchange(admin, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0]
+               == "HTTP/1.1 200 OK", scaled(5), what="/healthz again")
+    assert metric(scrape(admin), "sixgate_connections_accepted_total", listener="web") == 0
