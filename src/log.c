@@ -1,6 +1,9 @@
 #include "sixgate/log.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -13,6 +16,7 @@ void sg_logger_init(struct sg_logger *lg, int fd)
     atomic_init(&lg->level, SG_LOG_INFO);
     lg->fd = fd;
     atomic_init(&lg->access_fd, -1);
+    atomic_init(&lg->access_dropped, 0);
 }
 
 void sg_log_time(char *buf, size_t cap)
@@ -67,9 +71,61 @@ void sg_log(struct sg_logger *lg, enum sg_log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
-void sg_log_access(struct sg_logger *lg, const char *line, size_t len)
+static void count_dropped(struct sg_logger *lg, uint64_t n)
+{
+    atomic_fetch_add_explicit(&lg->access_dropped, n, memory_order_relaxed);
+}
+
+static uint64_t count_lines(const char *p, size_t len)
+{
+    uint64_t n = 0;
+    for (const char *e = p + len; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* One piece: send() without waiting on a socket, write() on anything else
+ * (the server opens a pipe non-blocking). Returns false when it was not
+ * taken, now or ever (the rest is then dropped). */
+static bool write_piece(int fd, const char *p, size_t len)
+{
+    for (;;) {
+        ssize_t n = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n; /* a regular file may take less; the rest follows */
+        len -= (size_t)n;
+        if (len == 0)
+            return true;
+    }
+}
+
+void sg_log_access(struct sg_logger *lg, const char *lines, size_t len)
 {
     int fd = atomic_load_explicit(&lg->access_fd, memory_order_relaxed);
-    if (fd >= 0)
-        write_all(fd, line, len);
+    if (fd < 0)
+        return;
+    while (len > 0) {
+        /* whole lines, PIPE_BUF bytes at most (a longer line goes alone) */
+        size_t piece = 0;
+        while (piece < len) {
+            const char *nl = memchr(lines + piece, '\n', len - piece);
+            size_t next = nl ? (size_t)(nl - lines) + 1 : len;
+            if (piece > 0 && next > PIPE_BUF)
+                break;
+            piece = next;
+            if (piece >= PIPE_BUF)
+                break;
+        }
+        if (!write_piece(fd, lines, piece)) {
+            count_dropped(lg, count_lines(lines, len));
+            return;
+        }
+        lines += piece;
+        len -= piece;
+    }
 }

@@ -260,6 +260,12 @@ static void render_process(FILE *out, const struct sg_metrics_info *info)
             "sixgate_last_reload_timestamp_seconds %.3f\n",
             info->last_reload_seconds);
     fprintf(out,
+            "# HELP sixgate_access_log_dropped_total Access-log lines dropped because the "
+            "log's reader (a pipe or socket) was full: sixgate never waits for it.\n"
+            "# TYPE sixgate_access_log_dropped_total counter\n"
+            "sixgate_access_log_dropped_total %llu\n",
+            (unsigned long long)info->access_dropped);
+    fprintf(out,
             "# HELP sixgate_start_time_seconds When the process started.\n"
             "# TYPE sixgate_start_time_seconds gauge\nsixgate_start_time_seconds %llu\n",
             (unsigned long long)info->start_time);

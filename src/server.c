@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -43,6 +44,7 @@ struct sg_server {
 
     char *access_path; /* the access log file in use, or NULL */
     int access_file;   /* the descriptor files are opened onto, once one was; else -1 */
+    int access_stderr; /* "stderr": 2, or a non-blocking descriptor of its pipe; -1 until asked */
     struct sg_admin *admin;
 
     uint64_t start_time;
@@ -86,6 +88,25 @@ static void on_release(struct sg_snapshot *s, void *data)
 
 /* ---- access log --------------------------------------------------------- */
 
+/* The descriptor "log.access: stderr" writes to. When stderr is a pipe (a
+ * supervisor's), the access log gets a file description of its own on
+ * that pipe, non-blocking, so that a reader that falls behind costs lines,
+ * never a stalled worker; diagnostics keep using stderr as it is. A
+ * socket (journald's) is written with MSG_DONTWAIT instead. */
+static int stderr_for_access(struct sg_server *srv)
+{
+    if (srv->access_stderr >= 0)
+        return srv->access_stderr;
+    struct stat st;
+    srv->access_stderr = STDERR_FILENO;
+    if (fstat(STDERR_FILENO, &st) == 0 && S_ISFIFO(st.st_mode)) {
+        int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd >= 0)
+            srv->access_stderr = fd;
+    }
+    return srv->access_stderr;
+}
+
 /* Points the access log at what <s> says. A file is opened on a descriptor
  * that then never changes: a reopen, or another file after a reload,
  * dup2()s the new file onto it, so the workers, which write to it
@@ -98,7 +119,7 @@ static int setup_access_log(struct sg_server *srv, const struct sg_snapshot *s, 
     bool is_file = want != NULL && strcmp(want, "stderr") != 0;
 
     if (!is_file) {
-        atomic_store(&lg->access_fd, want != NULL ? STDERR_FILENO : -1);
+        atomic_store(&lg->access_fd, want != NULL ? stderr_for_access(srv) : -1);
         /* workers may be writing to srv->access_file still: it stays open */
         free(srv->access_path);
         srv->access_path = NULL;
@@ -237,6 +258,7 @@ static void admin_info(void *data, struct sg_metrics_info *info, struct sg_worke
     info->map_version = r->current->map_version;
     info->last_reload_seconds = r->last_reload;
     info->start_time = srv->start_time;
+    info->access_dropped = atomic_load_explicit(&srv->log.access_dropped, memory_order_relaxed);
     *nws = 0;
     for (unsigned i = 0; i < srv->nworkers; i++)
         ws[(*nws)++] = &srv->workers[i].stats;
@@ -348,6 +370,7 @@ int sg_server_run(const char *config_path, struct sg_snapshot *snap)
     }
     sg_logger_init(&srv->log, STDERR_FILENO);
     srv->access_file = -1;
+    srv->access_stderr = -1;
     atomic_store(&srv->log.level, (int)snap->log_level);
     signal(SIGPIPE, SIG_IGN);
     srv->start_time = (uint64_t)time(NULL);
@@ -418,6 +441,8 @@ out_free:
     sg_reload_free(&srv->reload);
     if (srv->access_file >= 0)
         close(srv->access_file);
+    if (srv->access_stderr > STDERR_FILENO)
+        close(srv->access_stderr);
     free(srv->access_path);
     free(srv->config_path);
     free(srv);

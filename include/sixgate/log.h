@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum sg_log_level { SG_LOG_ERROR, SG_LOG_WARN, SG_LOG_INFO, SG_LOG_DEBUG };
 
@@ -15,6 +16,7 @@ struct sg_logger {
     atomic_int level;     /* enum sg_log_level; changed by reloads */
     int fd;               /* diagnostics: normally 2 */
     atomic_int access_fd; /* access log, or -1 when off */
+    _Atomic uint64_t access_dropped; /* access-log lines the reader was too slow for */
 };
 
 void sg_logger_init(struct sg_logger *lg, int fd);
@@ -40,8 +42,13 @@ static inline bool sg_log_enabled(struct sg_logger *lg, enum sg_log_level level)
             sg_log((lg), SG_LOG_DEBUG, __VA_ARGS__);                                               \
     } while (0)
 
-/* Writes one complete access-log line (with its "\n") in one write(2). */
-void sg_log_access(struct sg_logger *lg, const char *line, size_t len);
+/* Writes whole access-log lines (each with its "\n") without ever waiting
+ * for a slow reader: in pieces of whole lines of at most PIPE_BUF bytes,
+ * which a pipe or a local stream socket takes whole or not at all; what a
+ * full pipe or socket does not take is dropped and counted in
+ * access_dropped, so no worker stalls behind a slow journald or disk
+ * reader and no line is ever cut. (A regular file is written as usual.) */
+void sg_log_access(struct sg_logger *lg, const char *lines, size_t len);
 
 /* Formats the current UTC time as "2026-11-28T06:29:40.123Z" into <buf>
  * (at least 32 bytes). */

@@ -105,6 +105,7 @@ struct sg_metrics_info {
     const char *map_version;
     double last_reload_seconds; /* unix time of the last successful load */
     uint64_t start_time;        /* unix seconds */
+    uint64_t access_dropped;    /* access-log lines a slow reader did not take */
 };
 
 /* Writes the Prometheus text exposition of <n> workers' stats and <info>. */

@@ -106,3 +106,73 @@ def test_access_log_off(sixgate, backends):
     assert http_exchange(port, http_request("q.test"))[0] == "HTTP/1.1 200 OK"
     time.sleep(0.3)
     assert sixgate.access_log() == [] and not sixgate.access_path.exists()
+
+
+def test_a_reader_that_falls_behind_costs_lines_not_service(tmp_path, backends):
+    """log.access: stderr, and stderr is a pipe nobody reads (a stuck
+    supervisor): once the pipe is full, lines are dropped and counted, and
+    every client is still served at once. No line is ever cut."""
+    import os
+    import subprocess
+
+    from process import CLEAN_ENV, WRAP, sixgate_bin, wait_until
+    from test_production import metric, scrape
+
+    a = backends.http("A")
+    web, admin = free_ports(2)
+    (tmp_path / "main.yaml").write_text(main_config(
+        [http_listener("web", web)], access="stderr", admin={"listen": f"127.0.0.1:{admin}"}))
+    (tmp_path / "routes.yaml").write_text(routes_map({"site.example": a.addr}))
+    r, w = os.pipe()
+    proc = subprocess.Popen(WRAP + [sixgate_bin(), "-c", str(tmp_path / "main.yaml")],
+                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=w, stderr=w,
+                            env=CLEAN_ENV)
+    os.close(w)
+    got = bytearray()
+    try:
+        os.set_blocking(r, False)
+
+        def started():
+            try:
+                got.extend(os.read(r, 65536))
+            except BlockingIOError:
+                pass
+            return b" started: " in got
+        wait_until(started, scaled(10), what="sixgate's start")
+        # from here on nobody reads: 64 KiB of pipe hold some 250 lines
+        t0 = time.monotonic()
+        for _ in range(1500):
+            status, _, _ = http_exchange(web, http_request("site.example",
+                                                           extra="Connection: close"))
+            assert status == "HTTP/1.1 200 OK"
+        served = time.monotonic() - t0
+        assert served < scaled(30), f"1500 requests took {served:.1f} s"
+        wait_until(lambda: metric(scrape(admin), "sixgate_access_log_dropped_total") > 0,
+                   scaled(5), what="dropped lines counted")
+        dropped = metric(scrape(admin), "sixgate_access_log_dropped_total")
+        assert dropped < 1500
+    finally:
+        # read what the pipe holds, so that sixgate's last lines can go out
+        os.set_blocking(r, False)
+        proc.terminate()
+        deadline = time.monotonic() + scaled(15)
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                got.extend(os.read(r, 65536))
+            except BlockingIOError:
+                time.sleep(0.01)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        try:
+            while chunk := os.read(r, 65536):
+                got.extend(chunk)
+        except BlockingIOError:
+            pass
+        os.close(r)
+    assert proc.returncode == 0
+    lines = [line for line in got.decode().splitlines() if line.startswith("{")]
+    assert 0 < len(lines) <= 1500 - dropped
+    for line in lines:  # every line whole
+        assert line.endswith("}"), line
+        assert '"listener":"web"' in line
