@@ -25,7 +25,7 @@
 #define SG_WORKER_PIPES_KEEP 32
 
 struct sg_worker_listener {
-    struct sg_watch watch;   /* this worker's dup() of the bound socket */
+    struct sg_watch watch;   /* this worker's socket of the bound address (the bound's) */
     struct sg_worker *w;
     struct sg_bound *bound;  /* a reference: identity across messages */
     size_t index;            /* into w->env.snap->listeners */
@@ -125,14 +125,13 @@ static void listener_closed_cb(uv_handle_t *h)
     free(l);
 }
 
-/* The descriptor is a dup() of the bound socket, so closing it would not
- * take it out of the event set while the bound's copy is open: remove it
- * first. */
+/* The descriptor is the bound's (it closes it when its last reference,
+ * this listener's among them, goes): the worker only takes it out of its
+ * event set. */
 static void close_listener(struct sg_worker_listener *l)
 {
     if (!l->paused)
         sg_events_remove(&l->w->events, &l->watch);
-    close(l->watch.fd);
     uv_close((uv_handle_t *)&l->pause, listener_closed_cb);
 }
 
@@ -145,13 +144,10 @@ static void open_listener(struct sg_worker *w, const struct sg_worker_bind *b)
                    b->bound->text);
         return;
     }
-    int fd = dup(b->bound->fds[w->id]);
-    if (fd < 0) {
-        sg_log_err(w->log, "worker %u: listener %s %s: dup: %s", w->id, spec->name,
-                   b->bound->text, strerror(errno));
-        free(l);
-        return;
-    }
+    /* No dup(): a copy that failed to be made would leave this worker's
+     * share of the address's connections queued with nobody to accept them.
+     * The reference held on the bound keeps the descriptor open. */
+    int fd = b->bound->fds[w->id];
     l->w = w;
     l->bound = sg_bound_ref(b->bound);
     l->index = b->listener;

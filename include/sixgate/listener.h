@@ -2,10 +2,11 @@
  * drops privileges, and again on reload for added addresses): one socket per
  * worker, with SO_REUSEPORT, so that the kernel spreads new connections over
  * the workers' loops. A struct sg_bound is shared by reference between the
- * control thread and the workers' mailbox messages; each worker dup()s its
- * own socket out of it, so who closes which descriptor is never in doubt:
- * the bound closes its own when its last reference goes, libuv closes the
- * worker's copy when the worker closes its handle. */
+ * control thread, the workers' mailbox messages and the workers' listeners;
+ * each worker watches its own socket of it (fds[worker id]) and holds a
+ * reference while it does, so who closes which descriptor is never in
+ * doubt: the bound closes all of them when its last reference goes, after
+ * every worker has taken its socket out of its event set. */
 #ifndef SIXGATE_LISTENER_H
 #define SIXGATE_LISTENER_H
 
