@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -383,6 +384,9 @@ static void job_done_cb(uv_async_t *a)
     }
     sg_notify("READY=1");
     free_job(job);
+    /* what the reload thread built and threw away (a refused map, the
+     * parser's scratch) goes back to the kernel now, not at the next free */
+    malloc_trim(0);
     if (r->queued_trigger != NULL && !r->stopped) {
         const char *t = r->queued_trigger;
         r->queued_trigger = NULL;

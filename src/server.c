@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <grp.h>
 #include <pwd.h>
@@ -52,12 +53,21 @@ struct sg_server {
 
 /* ---- freeing snapshots off the workers' loops ------------------------------ */
 
+/* A freed map of 100k routes leaves megabytes in malloc's arenas (the
+ * reload thread's among them), which glibc gives back to the kernel only
+ * when asked: without this, RSS grew with every reload of a large map. */
+static void free_snapshot(struct sg_snapshot *s)
+{
+    sg_snapshot_free(s);
+    malloc_trim(0);
+}
+
 static void free_released(struct sg_server *srv)
 {
     struct sg_snapshot *s = atomic_exchange(&srv->released, NULL);
     while (s != NULL) {
         struct sg_snapshot *next = s->release_next;
-        sg_snapshot_free(s);
+        free_snapshot(s);
         s = next;
     }
 }
@@ -76,7 +86,7 @@ static void on_release(struct sg_snapshot *s, void *data)
     struct sg_server *srv = data;
     uv_thread_t self = uv_thread_self();
     if (uv_thread_equal(&self, &srv->control_thread) || !srv->reaper_open) {
-        sg_snapshot_free(s);
+        free_snapshot(s);
         return;
     }
     struct sg_snapshot *head = atomic_load(&srv->released);
