@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <malloc.h>
 #include <sys/stat.h>
 #include <grp.h>
@@ -335,11 +336,49 @@ static void open_control_handles(struct sg_server *srv)
     atomic_init(&srv->workers_finished, 0);
 }
 
+/* Descriptors kept aside from connections: listeners, the control loop's,
+ * the log, the pipes' first few. */
+#define FD_RESERVE 128
+
+/* The connection limit: limits.connections, or what the descriptor limit
+ * allows (HAProxy derives its maxconn the same way). The soft limit is
+ * raised to the hard one first; each connection takes two descriptors. */
+static size_t connection_limit(struct sg_server *srv)
+{
+    size_t set = srv->reload.current->max_connections;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return set;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl.rlim_cur = rl.rlim_max;
+    }
+    size_t fds = rl.rlim_cur == RLIM_INFINITY ? (size_t)1 << 20 : (size_t)rl.rlim_cur;
+    size_t fit = fds > FD_RESERVE + 2 ? (fds - FD_RESERVE) / 2 : 1;
+    if (set > 0) {
+        if (set > fit)
+            sg_log_warn(&srv->log,
+                        "limits.connections is %zu but the descriptor limit (%zu) fits %zu: "
+                        "past that, accepting pauses (raise LimitNOFILE=)",
+                        set, fds, fit);
+        return set;
+    }
+    if (fds < 4096)
+        sg_log_warn(&srv->log,
+                    "the descriptor limit is low (%zu): at most %zu connections; raise "
+                    "LimitNOFILE= or ulimit -n",
+                    fds, fit);
+    sg_log_info(&srv->log, "connection limit %zu (limits.connections not set: from the "
+                           "descriptor limit %zu)", fit, fds);
+    return fit;
+}
+
 /* Starts the threads of srv->workers, each with the published state as its
  * first message, and stops at the first that fails. Returns how many run. */
 static unsigned start_workers(struct sg_server *srv)
 {
-    size_t max_conns = srv->reload.current->max_connections;
+    size_t max_conns = connection_limit(srv);
     size_t per_worker = max_conns ? (max_conns + srv->nworkers - 1) / srv->nworkers : 0;
     unsigned started = 0;
     for (; started < srv->nworkers; started++) {

@@ -63,3 +63,36 @@ def test_out_of_descriptors_pauses_accepting_instead_of_spinning(sixgate, backen
             return False
     wait_until(served, scaled(15), what="a new connection served after the clients left")
     before.close()
+
+
+def test_the_connection_limit_follows_the_descriptor_limit(sixgate, backends, monkeypatch):
+    """Without limits.connections, sixgate derives it from the descriptor
+    limit (two per connection, 128 kept aside), says so at start, warns when
+    the limit is low, and resets what comes past it."""
+    import process
+
+    echo = backends.echo()
+    (port,) = free_ports(1)
+    monkeypatch.setattr(process, "WRAP", ["prlimit", "--nofile=300:300", "--"] + process.WRAP)
+    sixgate.start(main_config([tcp_listener("tcp", port, echo.addr)], map=None))
+    sixgate.wait_log(r"connection limit 86 \(limits.connections not set: from the descriptor "
+                     r"limit 300\)")
+    sixgate.wait_log(r"the descriptor limit is low \(300\)")
+    held = []
+    try:
+        for _ in range(86):
+            s = connect(port)
+            s.sendall(b"x")
+            assert recv_exact(s, 1) == b"x"
+            held.append(s)
+        with connect(port) as over:
+            try:
+                over.settimeout(scaled(5))
+                assert over.recv(1) == b""
+            except ConnectionResetError:
+                pass
+        overload = [e for e in sixgate.wait_access(1) if e["outcome"] == "overload"]
+        assert len(overload) == 1
+    finally:
+        for s in held:
+            s.close()
