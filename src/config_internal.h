@@ -26,6 +26,7 @@ struct config_ctx {
     struct sg_routes_builder *routes; /* the map's routes, frozen at the end */
     size_t nroutes_seen;              /* route entries in the map, valid or not */
     const struct sg_host_addrs *host; /* this host's addresses; borrowed, may be NULL */
+    bool policy_built; /* the main file was read: backends can be judged */
 };
 
 /* Reports "<c->file>:LINE:COL: message" at <at> (NULL: no position). */
@@ -67,7 +68,8 @@ bool config_get_backend(struct config_ctx *c, const struct sg_ynode *v, struct s
 void config_build_policy(struct config_ctx *c);
 
 /* Whether the backend parsed from <v> may be used: an IP literal is judged
- * by the backend policy (host names are judged per connection). A backend
+ * by the backend policy (host names are judged per connection; nothing is
+ * judged when the main file could not be read, which was reported). A backend
  * without a port is judged on each port it may be given: <tcp>'s own
  * ports for a tcp listener's backend, else every tls/http listener's
  * backend_port or listen ports. Reports a refusal at <v>. */

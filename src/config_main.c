@@ -560,6 +560,7 @@ void config_build_policy(struct config_ctx *c)
     p->listen = listen;
     p->host = host;
     p->nhost = nhost;
+    c->policy_built = true;
 }
 
 /* The value of key <name> in mapping <map>, or NULL. */

@@ -246,7 +246,7 @@ static bool check_listener_ports(struct config_ctx *c, const struct sg_ynode *v,
 bool config_check_backend(struct config_ctx *c, const struct sg_ynode *v,
                           const struct sg_backend *be, const struct sg_listener_spec *tcp)
 {
-    if (be->host != NULL)
+    if (be->host != NULL || !c->policy_built)
         return true;
     if (be->port != 0)
         return check_on_port(c, v, be, be->port, NULL);
