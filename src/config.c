@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,45 @@ static void sha256_hex(const unsigned char *buf, size_t len, char out[65])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* ---- this host --------------------------------------------------------- */
+
+int sg_host_addrs_collect(struct sg_host_addrs *out)
+{
+    *out = (struct sg_host_addrs){0};
+    struct ifaddrs *list;
+    if (getifaddrs(&list) != 0)
+        return -errno;
+    size_t n = 0;
+    for (const struct ifaddrs *i = list; i != NULL; i = i->ifa_next)
+        n += i->ifa_addr != NULL &&
+             (i->ifa_addr->sa_family == AF_INET || i->ifa_addr->sa_family == AF_INET6);
+    if (n > 0 && (out->addrs = calloc(n, sizeof(*out->addrs))) == NULL) {
+        freeifaddrs(list);
+        return -ENOMEM;
+    }
+    for (const struct ifaddrs *i = list; i != NULL; i = i->ifa_next) {
+        if (i->ifa_addr == NULL)
+            continue;
+        union sg_sockaddr *a = &out->addrs[out->n];
+        if (i->ifa_addr->sa_family == AF_INET)
+            memcpy(&a->in, i->ifa_addr, sizeof(a->in));
+        else if (i->ifa_addr->sa_family == AF_INET6)
+            memcpy(&a->in6, i->ifa_addr, sizeof(a->in6));
+        else
+            continue;
+        sg_sockaddr_set_port(a, 0);
+        out->n++;
+    }
+    freeifaddrs(list);
+    return 0;
+}
+
+void sg_host_addrs_free(struct sg_host_addrs *h)
+{
+    free(h->addrs);
+    *h = (struct sg_host_addrs){0};
+}
+
 /* ---- the snapshot ------------------------------------------------------- */
 
 /* Returns a snapshot holding every default, or NULL. */
@@ -156,10 +196,10 @@ static void read_map(struct config_ctx *c, sg_config_read_fn reader, void *reade
 
 struct sg_snapshot *sg_config_parse(const char *main_path, const unsigned char *main_buf,
                                     size_t main_len, sg_config_read_fn reader, void *reader_ctx,
-                                    struct sg_diag *diag)
+                                    const struct sg_host_addrs *host, struct sg_diag *diag)
 {
     size_t errors_before = sg_diag_errors(diag);
-    struct config_ctx c = {.file = main_path, .main_path = main_path, .diag = diag};
+    struct config_ctx c = {.file = main_path, .main_path = main_path, .diag = diag, .host = host};
     c.snap = snapshot_with_defaults();
     if (c.snap == NULL) {
         sg_diag_add(diag, main_path, 0, 0, "out of memory");
@@ -199,7 +239,13 @@ struct sg_snapshot *sg_config_load(const char *main_path, struct sg_diag *diag)
         sg_diag_add(diag, main_path, 0, 0, "cannot read the config: %s", strerror(-err));
         return NULL;
     }
-    struct sg_snapshot *s = sg_config_parse(main_path, buf, len, sg_config_read_file, NULL, diag);
+    /* Without the host's addresses, loops are still caught through
+     * loopback and the listeners' own addresses. */
+    struct sg_host_addrs host;
+    (void)sg_host_addrs_collect(&host);
+    struct sg_snapshot *s =
+        sg_config_parse(main_path, buf, len, sg_config_read_file, NULL, &host, diag);
+    sg_host_addrs_free(&host);
     free(buf);
     return s;
 }

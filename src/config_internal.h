@@ -25,6 +25,8 @@ struct config_ctx {
     struct sg_snapshot *snap;         /* being filled */
     struct sg_routes_builder *routes; /* the map's routes, frozen at the end */
     size_t nroutes_seen;              /* route entries in the map, valid or not */
+    const struct sg_host_addrs *host; /* this host's addresses; borrowed, may be NULL */
+    bool policy_built; /* the main file was read: backends can be judged */
 };
 
 /* Reports "<c->file>:LINE:COL: message" at <at> (NULL: no position). */
@@ -60,6 +62,19 @@ bool config_get_proxy_protocol(struct config_ctx *c, const struct sg_ynode *v,
 bool config_get_backend(struct config_ctx *c, const struct sg_ynode *v, struct sg_addr *a,
                         struct sg_backend *out, enum sg_proxy_protocol proxy_protocol,
                         struct sg_arena *arena);
+
+/* Fills c->snap->backend_policy from what the main file said (called once
+ * it is read, before the map). */
+void config_build_policy(struct config_ctx *c);
+
+/* Whether the backend parsed from <v> may be used: an IP literal is judged
+ * by the backend policy (host names are judged per connection; nothing is
+ * judged when the main file could not be read, which was reported). A backend
+ * without a port is judged on each port it may be given: <tcp>'s own
+ * ports for a tcp listener's backend, else every tls/http listener's
+ * backend_port or listen ports. Reports a refusal at <v>. */
+bool config_check_backend(struct config_ctx *c, const struct sg_ynode *v,
+                          const struct sg_backend *be, const struct sg_listener_spec *tcp);
 
 /* One key of a mapping and what handles its value; <obj> is what the
  * mapping fills. */

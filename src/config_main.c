@@ -2,6 +2,7 @@
  * resolver and the process settings, one key table per mapping. The file is
  * small, so it is read as one tree. docs/config.md is the contract. */
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config_internal.h"
@@ -9,6 +10,9 @@
 
 #define MAX_WORKERS 256
 #define MAX_LISTENERS 4096
+
+static void each_value(struct config_ctx *c, const struct sg_ynode *v, const char *what,
+                       void (*fn)(struct config_ctx *, const struct sg_ynode *, void *), void *obj);
 
 /* ---- timeouts, limits, log, admin, reload, resolver --------------------- */
 
@@ -243,6 +247,34 @@ static void key_group(struct config_ctx *c, const struct sg_ynode *v, void *obj)
         ((struct sg_snapshot *)obj)->group = config_strdup(c, v);
 }
 
+/* Adds the range <v> to <l>; <what> names the key in messages. */
+static void add_cidr(struct config_ctx *c, const struct sg_ynode *v, struct sg_cidr_list *l,
+                     const char *what)
+{
+    char range[64];
+    snprintf(range, sizeof(range), "%s range", what);
+    if (!config_want_string(c, v, range))
+        return;
+    struct sg_cidr cidr;
+    enum sg_cidr_status st = sg_cidr_parse(v->str, v->len, &cidr);
+    if (st != SG_CIDR_OK)
+        config_error(c, v, "%s '%s': %s", what, v->str, sg_cidr_status_str(st));
+    else if (!sg_cidr_list_add(l, &cidr))
+        config_error(c, v, "out of memory");
+}
+
+static void backend_network_one(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    add_cidr(c, v, &((struct sg_snapshot *)obj)->backend_networks, "backend_networks");
+}
+
+static void key_backend_networks(struct config_ctx *c, const struct sg_ynode *v, void *obj)
+{
+    struct sg_snapshot *s = obj;
+    s->has_backend_networks = true;
+    each_value(c, v, "backend_networks", backend_network_one, s);
+}
+
 static void key_map(struct config_ctx *c, const struct sg_ynode *v, void *obj)
 {
     struct sg_snapshot *s = obj;
@@ -368,15 +400,7 @@ static void key_listener_backend_port(struct config_ctx *c, const struct sg_ynod
 
 static void accept_proxy_one(struct config_ctx *c, const struct sg_ynode *v, void *obj)
 {
-    struct listener_tmp *t = obj;
-    if (!config_want_string(c, v, "accept_proxy range"))
-        return;
-    struct sg_cidr cidr;
-    enum sg_cidr_status st = sg_cidr_parse(v->str, v->len, &cidr);
-    if (st != SG_CIDR_OK)
-        config_error(c, v, "accept_proxy '%s': %s", v->str, sg_cidr_status_str(st));
-    else if (!sg_cidr_list_add(&t->spec->accept_proxy, &cidr))
-        config_error(c, v, "out of memory");
+    add_cidr(c, v, &((struct listener_tmp *)obj)->spec->accept_proxy, "accept_proxy");
 }
 
 static void key_listener_accept_proxy(struct config_ctx *c, const struct sg_ynode *v, void *obj)
@@ -495,6 +519,7 @@ static const struct config_key main_keys[] = {
     {"admin", key_admin},
     {"reload", key_reload},
     {"resolver", key_resolver},
+    {"backend_networks", key_backend_networks},
 };
 
 /* The bit config_walk_map() sets for main key <name>. */
@@ -504,6 +529,67 @@ static unsigned main_key_bit(const char *name)
         if (strcmp(main_keys[i].name, name) == 0)
             return 1u << i;
     return 0;
+}
+
+/* ---- the backend policy ------------------------------------------------- */
+
+void config_build_policy(struct config_ctx *c)
+{
+    struct sg_snapshot *s = c->snap;
+    struct sg_backend_policy *p = &s->backend_policy;
+    *p = (struct sg_backend_policy){0};
+    if (s->has_backend_networks)
+        p->networks = &s->backend_networks;
+    if (s->has_admin)
+        p->admin = &s->admin;
+    size_t n = 0;
+    for (size_t i = 0; i < s->nlisteners; i++)
+        n += s->listeners[i].naddrs;
+    size_t nhost = c->host != NULL ? c->host->n : 0;
+    union sg_sockaddr *listen = sg_arena_alloc(&s->arena, (n ? n : 1) * sizeof(*listen));
+    union sg_sockaddr *host = sg_arena_alloc(&s->arena, (nhost ? nhost : 1) * sizeof(*host));
+    if (listen == NULL || host == NULL) {
+        sg_diag_add(c->diag, c->file, 0, 0, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < s->nlisteners; i++)
+        for (size_t j = 0; j < s->listeners[i].naddrs; j++)
+            listen[p->nlisten++] = s->listeners[i].addrs[j].addr;
+    if (nhost > 0)
+        memcpy(host, c->host->addrs, nhost * sizeof(*host));
+    p->listen = listen;
+    p->host = host;
+    p->nhost = nhost;
+    c->policy_built = true;
+}
+
+/* The value of key <name> in mapping <map>, or NULL. */
+static const struct sg_ynode *find_key(const struct sg_ynode *map, const char *name)
+{
+    if (map->kind != SG_YMAP)
+        return NULL;
+    for (const struct sg_ynode *k = map->first; k != NULL && k->next != NULL; k = k->next->next)
+        if (k->kind == SG_YSCALAR && strcmp(k->str, name) == 0)
+            return k->next;
+    return NULL;
+}
+
+/* tcp listeners' fixed backends, judged once every listener is known. */
+static void check_tcp_backends(struct config_ctx *c, const struct sg_ynode *root)
+{
+    const struct sg_ynode *ls = find_key(root, "listeners");
+    if (ls == NULL || ls->kind != SG_YSEQ)
+        return;
+    size_t i = 0;
+    for (const struct sg_ynode *l = ls->first; l != NULL && i < c->snap->nlisteners;
+         l = l->next, i++) {
+        const struct sg_listener_spec *spec = &c->snap->listeners[i];
+        const struct sg_ynode *b = find_key(l, "backend");
+        /* a backend that did not parse was reported already */
+        if (spec->protocol == SG_PROTO_TCP && b != NULL &&
+            (spec->backend.host != NULL || spec->backend.ip.sa.sa_family != 0))
+            config_check_backend(c, b, &spec->backend, spec);
+    }
 }
 
 /* ---- the file ----------------------------------------------------------- */
@@ -541,6 +627,8 @@ void config_parse_main(struct config_ctx *c, const unsigned char *buf, size_t le
             if (k->kind == SG_YSCALAR && strcmp(k->str, "group") == 0)
                 config_error(c, k, "'group' needs 'user': the privileges are dropped to a user "
                                    "(and this group), never to a group alone");
+    config_build_policy(c);
+    check_tcp_backends(c, root);
 out:
     sg_yreader_close(&r);
 }

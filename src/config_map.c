@@ -44,7 +44,8 @@ static bool parse_route_value(struct config_ctx *c, const struct sg_ynode *v, co
                               struct sg_addr *a, struct sg_backend *out)
 {
     if (v->kind == SG_YSCALAR)
-        return config_get_backend(c, v, a, out, SG_PROXY_NONE, NULL);
+        return config_get_backend(c, v, a, out, SG_PROXY_NONE, NULL) &&
+               config_check_backend(c, v, out, NULL);
     struct route_tmp t = {0};
     unsigned seen = config_walk_map(c, v, what, route_keys, SG_ARRAY_LEN(route_keys), &t);
     if (v->kind != SG_YMAP)
@@ -53,7 +54,8 @@ static bool parse_route_value(struct config_ctx *c, const struct sg_ynode *v, co
         config_error(c, v, "%s needs a 'backend'", what);
         return false;
     }
-    return config_get_backend(c, t.backend, a, out, t.proxy_protocol, NULL);
+    return config_get_backend(c, t.backend, a, out, t.proxy_protocol, NULL) &&
+           config_check_backend(c, t.backend, out, NULL);
 }
 
 static void add_route(struct config_ctx *c, const struct sg_ynode *k, const struct sg_ynode *v)

@@ -211,6 +211,55 @@ bool config_get_backend(struct config_ctx *c, const struct sg_ynode *v, struct s
     return true;
 }
 
+/* Judges <be> on <port> (a port-less backend's candidate); reports at <v>
+ * and returns false when refused. */
+static bool check_on_port(struct config_ctx *c, const struct sg_ynode *v,
+                          const struct sg_backend *be, uint16_t port, const char *listener)
+{
+    union sg_sockaddr a = be->ip;
+    sg_sockaddr_set_port(&a, port);
+    enum sg_backend_verdict vd = sg_backend_check(&c->snap->backend_policy, &a.sa);
+    if (vd == SG_BACKEND_OK)
+        return true;
+    char on[100] = "";
+    if (be->port == 0)
+        snprintf(on, sizeof(on), " on port %u (listener '%s')", port, listener);
+    config_error(c, v, "backend '%s'%s refused: %s%s", v->str, on, sg_backend_verdict_str(vd),
+                 sg_backend_verdict_is_default(vd) ? " (set backend_networks to allow it)" : "");
+    return false;
+}
+
+/* Judges a port-less backend on each port <l> may give it; false at the
+ * first refusal. */
+static bool check_listener_ports(struct config_ctx *c, const struct sg_ynode *v,
+                                 const struct sg_backend *be, const struct sg_listener_spec *l)
+{
+    const char *name = l->name ? l->name : "?";
+    if (l->protocol != SG_PROTO_TCP && l->backend_port != 0)
+        return check_on_port(c, v, be, l->backend_port, name);
+    for (size_t i = 0; i < l->naddrs; i++)
+        if (!check_on_port(c, v, be, sg_sockaddr_port(&l->addrs[i].addr.sa), name))
+            return false;
+    return true;
+}
+
+bool config_check_backend(struct config_ctx *c, const struct sg_ynode *v,
+                          const struct sg_backend *be, const struct sg_listener_spec *tcp)
+{
+    if (be->host != NULL || !c->policy_built)
+        return true;
+    if (be->port != 0)
+        return check_on_port(c, v, be, be->port, NULL);
+    if (tcp != NULL)
+        return check_listener_ports(c, v, be, tcp);
+    const struct sg_snapshot *s = c->snap;
+    for (size_t i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].protocol != SG_PROTO_TCP &&
+            !check_listener_ports(c, v, be, &s->listeners[i]))
+            return false;
+    return true;
+}
+
 /* ---- mappings ---------------------------------------------------------- */
 
 /* Reports an unknown key <k>, listing what <keys> would have accepted. */

@@ -478,7 +478,10 @@ static void backend_event_cb(struct sg_watch *w, uint32_t events)
     connected(c);
 }
 
-/* The backend's addresses, from the resolver's cache or a lookup. */
+/* The backend's addresses, from the resolver's cache or a lookup. A name
+ * may resolve to anything, so each address is judged by the snapshot's
+ * backend policy (as an IP literal was when the map loaded); those it
+ * refuses are left out, and with none left the connection is refused. */
 static void resolved(struct sg_conn *c, int status, const struct sockaddr_in6 *addrs,
                      size_t naddrs)
 {
@@ -491,9 +494,30 @@ static void resolved(struct sg_conn *c, int status, const struct sockaddr_in6 *a
         connect_failed(c, SG_OUT_INTERNAL, "resolve", UV_ENOMEM);
         return;
     }
-    c->naddrs = (uint8_t)naddrs;
+    size_t kept = 0;
+    enum sg_backend_verdict first = SG_BACKEND_OK;
+    size_t first_at = 0;
+    for (size_t i = 0; i < naddrs; i++) {
+        enum sg_backend_verdict v =
+            sg_backend_check(&c->snap->backend_policy, (const struct sockaddr *)&addrs[i]);
+        if (v == SG_BACKEND_OK)
+            c->addrs[kept++] = addrs[i];
+        else if (first == SG_BACKEND_OK) {
+            first = v;
+            first_at = i;
+        }
+    }
+    if (kept == 0) {
+        char addr[SG_ADDR_TEXT_MAX];
+        snprintf(c->reason_buf, sizeof(c->reason_buf), "%s: %s",
+                 sg_sockaddr_format((const struct sockaddr *)&addrs[first_at], addr, sizeof(addr)),
+                 sg_backend_verdict_str(first));
+        c->reason = c->reason_buf;
+        conn_refuse(c, SG_OUT_BACKEND_REFUSED, c->reason_buf);
+        return;
+    }
+    c->naddrs = (uint8_t)kept;
     c->next_addr = 0;
-    memcpy(c->addrs, addrs, naddrs * sizeof(addrs[0]));
     start_connect(c);
 }
 

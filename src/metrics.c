@@ -16,6 +16,7 @@ static const char *const outcome_names[SG_OUT_COUNT] = {
     [SG_OUT_CLIENT_GONE] = "client_gone",
     [SG_OUT_RESOLVE_FAILED] = "resolve_failed",
     [SG_OUT_CONNECT_FAILED] = "connect_failed",
+    [SG_OUT_BACKEND_REFUSED] = "backend_refused",
     [SG_OUT_CONNECT_TIMEOUT] = "connect_timeout",
     [SG_OUT_IDLE_TIMEOUT] = "idle_timeout",
     [SG_OUT_CLIENT_ERROR] = "client_error",

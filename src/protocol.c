@@ -113,6 +113,7 @@ static const uint8_t *http_refusal(enum sg_outcome outcome, const struct sg_refu
         r = SG_HTTP_431_TOO_LARGE;
         break;
     case SG_OUT_CONNECT_FAILED:
+    case SG_OUT_BACKEND_REFUSED:
         r = SG_HTTP_502_BAD_GATEWAY;
         break;
     case SG_OUT_RESOLVE_FAILED:

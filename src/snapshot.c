@@ -39,6 +39,7 @@ void sg_snapshot_free(struct sg_snapshot *s)
     sg_routes_free(s->routes);
     for (size_t i = 0; i < s->nlisteners; i++)
         sg_cidr_list_free(&s->listeners[i].accept_proxy);
+    sg_cidr_list_free(&s->backend_networks);
     sg_arena_free(&s->arena);
     free(s);
 }

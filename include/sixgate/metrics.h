@@ -23,6 +23,7 @@ enum sg_outcome {
     SG_OUT_CLIENT_GONE,    /* the client left before it was routed */
     SG_OUT_RESOLVE_FAILED, /* the backend's name did not resolve */
     SG_OUT_CONNECT_FAILED, /* the backend refused or was unreachable */
+    SG_OUT_BACKEND_REFUSED, /* every address of the backend's name is refused by the backend policy */
     SG_OUT_CONNECT_TIMEOUT,
     SG_OUT_IDLE_TIMEOUT,
     SG_OUT_CLIENT_ERROR,   /* reset or error on the client side while proxying */

@@ -12,6 +12,7 @@
 
 #include "sixgate/address.h"
 #include "sixgate/arena.h"
+#include "sixgate/backend_policy.h"
 #include "sixgate/cidr.h"
 #include "sixgate/log.h"
 #include "sixgate/routes.h"
@@ -72,6 +73,13 @@ struct sg_snapshot {
     enum sg_splice_mode splice;
     uint64_t dns_ttl_ms;          /* how long a backend name's addresses are used */
     uint64_t dns_negative_ttl_ms; /* how long a failed resolution is remembered */
+
+    /* Where backends may be: backend_networks (has_backend_networks), the
+     * listeners, the admin address and this host's addresses at load time.
+     * The policy's arrays are in the arena, or are fields of this snapshot. */
+    bool has_backend_networks;
+    struct sg_cidr_list backend_networks;
+    struct sg_backend_policy backend_policy;
 
     struct sg_routes *routes;
     char map_sha256[65];    /* hex digest of the map file's bytes */

@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sg_diag d;
     sg_diag_init(&d);
     struct sg_snapshot *s = sg_config_parse("sixgate.yaml", (const unsigned char *)main_yaml,
-                                            sizeof(main_yaml) - 1, read_input, &in, &d);
+                                            sizeof(main_yaml) - 1, read_input, &in, NULL, &d);
     if ((s == NULL) != (sg_diag_errors(&d) > 0))
         abort();
     if (s != NULL) {

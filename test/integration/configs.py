@@ -76,13 +76,20 @@ def tcp_listener(name: str, port: int, backend: str, hosts=("127.0.0.1", "::1"),
 
 DEFAULT_TIMEOUTS = {"sniff": "5s", "connect": "5s", "idle": "60s", "drain": "2s"}
 
+# The tests' backends listen on loopback, which sixgate refuses unless
+# backend_networks allows it.
+DEFAULT_BACKEND_NETWORKS = ("::1/128", "127.0.0.0/8")
+
 
 def main_config(listeners: list[dict], map: str | None = "routes.yaml",
                 access: str = "access.log", level: str = "info", workers=1,
-                timeouts: dict | None = None, reload: dict | None = None, **top) -> str:
+                timeouts: dict | None = None, reload: dict | None = None,
+                backend_networks=DEFAULT_BACKEND_NETWORKS, **top) -> str:
     """The main file's text. Defaults suited to tests: one worker, the access
     log in access.log beside it, short drain, no map watch; <timeouts>
-    overrides single keys of DEFAULT_TIMEOUTS; **top adds top-level keys
+    overrides single keys of DEFAULT_TIMEOUTS; backend_networks (None: left
+    out, so the default refusals apply) allows the loopback backends;
+    **top adds top-level keys
     (limits={...}, admin={...}, ...). SIXGATE_TEST_SPLICE (off, auto or
     always) sets the data path's mode for a whole run: ctest runs the
     data-path tests once copying and once splicing."""
@@ -97,6 +104,8 @@ def main_config(listeners: list[dict], map: str | None = "routes.yaml",
     cfg["reload"] = reload if reload is not None else {"watch": False}
     if map is not None:
         cfg["map"] = map
+    if backend_networks is not None:
+        cfg["backend_networks"] = list(backend_networks)
     cfg.update(top)
     return to_yaml(cfg) + "\n"
 

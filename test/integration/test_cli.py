@@ -62,13 +62,16 @@ def test_check_broken_map(tmp_path):
 
 
 def test_route_command(tmp_path):
+    doc = ("2001:db8::/32",)  # the routes' documentation addresses
     (tmp_path / "main.yaml").write_text(main_config(
-        [tls_listener("https", 8443, backend_port=443), http_listener("http", 8080)]))
+        [tls_listener("https", 8443, backend_port=443), http_listener("http", 8080)],
+        backend_networks=doc))
     (tmp_path / "routes.yaml").write_text(routes_map(
         {"www.example.test": "2001:db8::10", "*.example.test": "[2001:db8::20]:8443",
          "*.deep.example.test": "[2001:db8::30]:9000"}, fallback="[2001:db8::1]"))
     (tmp_path / "nofb.yaml").write_text(main_config([tls_listener("https", 8443)],
-                                                    map="nofb-routes.yaml"))
+                                                    map="nofb-routes.yaml",
+                                                    backend_networks=doc))
     (tmp_path / "nofb-routes.yaml").write_text(routes_map({"www.example.test": "2001:db8::10"}))
     main = str(tmp_path / "main.yaml")
 

@@ -128,6 +128,10 @@ TEST(full_config_values)
     CHECK_EQ(s->watch_debounce_ms, 250);
     CHECK_EQ(s->dns_ttl_ms, 60000);
     CHECK_EQ(s->dns_negative_ttl_ms, 2000);
+    CHECK(s->has_backend_networks);
+    CHECK_EQ(s->backend_networks.n, 2);
+    CHECK(s->backend_policy.networks == &s->backend_networks);
+    CHECK_EQ(s->backend_policy.nlisten, 6);
     CHECK_STR(s->user, "sixgate");
     CHECK_STR(s->map_path, "maps/routes.yaml");
     CHECK_STR(s->map_version, "2026-11-28.7");

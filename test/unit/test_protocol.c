@@ -39,6 +39,8 @@ TEST(tls_refusals)
     CHECK(alert_is(b, len, SG_TLS_ALERT_HANDSHAKE_FAILURE));
     b = refusal(SG_PROTO_TLS, SG_OUT_CONNECT_FAILED, true, SG_SPOKE_UNKNOWN, s, &len);
     CHECK(alert_is(b, len, SG_TLS_ALERT_INTERNAL_ERROR));
+    b = refusal(SG_PROTO_TLS, SG_OUT_BACKEND_REFUSED, true, SG_SPOKE_UNKNOWN, s, &len);
+    CHECK(alert_is(b, len, SG_TLS_ALERT_INTERNAL_ERROR));
     b = refusal(SG_PROTO_TLS, SG_OUT_CONNECT_TIMEOUT, true, SG_SPOKE_UNKNOWN, s, &len);
     CHECK(alert_is(b, len, SG_TLS_ALERT_INTERNAL_ERROR));
     /* plain HTTP on a TLS port gets an HTTP answer; other garbage nothing */
@@ -61,6 +63,7 @@ TEST(http_refusals)
         {SG_OUT_CONNECT_FAILED, "502 "}, {SG_OUT_RESOLVE_FAILED, "503 "},
         {SG_OUT_OVERLOAD, "503 "},       {SG_OUT_CONNECT_TIMEOUT, "504 "},
         {SG_OUT_BAD_REQUEST, "400 "},    {SG_OUT_INTERNAL, "400 "},
+        {SG_OUT_BACKEND_REFUSED, "502 "},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const uint8_t *b = refusal(SG_PROTO_HTTP, cases[i].o, true, SG_SPOKE_UNKNOWN, s, &len);
