@@ -158,6 +158,7 @@ static struct sg_snapshot *snapshot_with_defaults(void)
                                        DEFAULT_DRAIN_MS};
     s->http_head_max = DEFAULT_HTTP_HEAD;
     s->splice = SG_SPLICE_AUTO;
+    s->per_client = (struct sg_client_limits){.ipv4_prefix = 32, .ipv6_prefix = 64};
     s->log_level = SG_LOG_INFO;
     s->access_log = "stderr";
     s->watch_map = true;

@@ -55,9 +55,39 @@ static void key_limit_connections(struct config_ctx *c, const struct sg_ynode *v
                     10 * 1000 * 1000);
 }
 
+/* limits.per_client.<field>: a number from <min> to <max>. */
+#define PER_CLIENT_KEY(field, min, max)                                                            \
+    static void key_per_client_##field(struct config_ctx *c, const struct sg_ynode *v, void *obj) \
+    {                                                                                              \
+        size_t n;                                                                                  \
+        if (!config_want_string(c, v, "limits.per_client." #field))                               \
+            return;                                                                                \
+        if (!config_is_number(v->str, v->len, min, max, &n))                                       \
+            config_error(c, v, "limits.per_client." #field " must be a number from %d to %d, "     \
+                               "not '%s'",                                                         \
+                         min, max, v->str);                                                        \
+        else                                                                                       \
+            ((struct sg_snapshot *)obj)->per_client.field = (__typeof__(                           \
+                ((struct sg_snapshot *)obj)->per_client.field))n;                                  \
+    }
+PER_CLIENT_KEY(connections, 1, 10000000)
+PER_CLIENT_KEY(sniffing, 1, 10000000)
+PER_CLIENT_KEY(rate, 1, 10000000)
+PER_CLIENT_KEY(ipv4_prefix, 1, 32)
+PER_CLIENT_KEY(ipv6_prefix, 1, 128)
+
+static const struct config_key per_client_keys[] = {
+    {"connections", key_per_client_connections}, {"sniffing", key_per_client_sniffing},
+    {"rate", key_per_client_rate},               {"ipv4_prefix", key_per_client_ipv4_prefix},
+    {"ipv6_prefix", key_per_client_ipv6_prefix},
+};
+
+SECTION_KEY(per_client)
+
 static const struct config_key limits_keys[] = {
     {"http_head", key_limit_http_head},
     {"connections", key_limit_connections},
+    {"per_client", key_per_client},
 };
 
 SECTION_KEY(limits)

@@ -252,6 +252,8 @@ void conn_close_ex(struct sg_conn *c, enum sg_outcome outcome, const char *reaso
     sg_pump_release(&c->up, env->pump.pipes);
     sg_pump_release(&c->down, env->pump.pipes);
     sg_resolve_cancel(&c->resolve); /* the lookup itself goes on, for the cache */
+    if (c->client_entry != NULL)
+        sg_client_release(env->clients, c->client_entry, c->client_sniffing);
     sg_events_forget(env->events, &c->client.watch);
     close_fd(&c->client, reset_client);
     close_fd(&c->backend, false);
@@ -538,6 +540,10 @@ void conn_route(struct sg_conn *c)
     /* The head is read: a keep-alive connection need not carry the HTTP
      * parser for the rest of its life. */
     c->proto->sniff_end(&c->sniffer);
+    if (c->client_sniffing) {
+        sg_client_routed(c->env->clients, c->client_entry);
+        c->client_sniffing = false;
+    }
     c->t_routed = uv_hrtime();
     sg_histogram_observe(&c->env->stats->sniff, (c->t_routed - c->t_accept) / 1000);
     if (!c->proto->sniffs) {
@@ -595,6 +601,23 @@ static void client_event_cb(struct sg_watch *w, uint32_t events)
 
 /* ---- accept ------------------------------------------------------------- */
 
+bool conn_admit_client(struct sg_conn *c)
+{
+    const struct sg_client_limits *l = &c->snap->per_client;
+    if (c->env->clients == NULL || !sg_client_limits_on(l))
+        return true;
+    enum sg_client_verdict v = sg_client_admit(c->env->clients, l, &c->peer.sa, c->proto->sniffs,
+                                               uv_now(c->env->loop), &c->client_entry);
+    if (v == SG_CLIENT_OK) {
+        c->client_sniffing = c->proto->sniffs;
+        return true;
+    }
+    c->client_entry = NULL;
+    conn_close_ex(c, v == SG_CLIENT_NO_MEMORY ? SG_OUT_INTERNAL : SG_OUT_CLIENT_LIMIT,
+                  sg_client_verdict_str(v), true);
+    return false;
+}
+
 static bool is_wildcard(const union sg_sockaddr *a)
 {
     if (a->sa.sa_family == AF_INET6)
@@ -651,6 +674,9 @@ void sg_conn_accept(struct sg_conn_env *env, int fd, const union sg_sockaddr *pe
         conn_close_ex(c, SG_OUT_OVERLOAD, "connection limit reached", true);
         return;
     }
+    /* behind a PROXY header the client is the address it carries */
+    if (listener->accept_proxy.n == 0 && !conn_admit_client(c))
+        return;
     int err = sg_events_add(env->events, &c->client.watch);
     if (err < 0) {
         conn_format_reason(c, "watch", uv_translate_sys_error(-err));

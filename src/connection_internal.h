@@ -74,6 +74,9 @@ struct sg_conn {
     bool has_via;
     bool local_known;        /* <local> is filled (else: getsockname when needed) */
 
+    struct sg_client *client_entry; /* counted in env->clients, or NULL */
+    bool client_sniffing;           /* ... and still as sniffing */
+
     struct sg_early_bytes early;
     struct sg_sniff_state sniffer;
     enum sg_sniff_spoken spoken; /* after WRONG_PROTOCOL, for the refusal */
@@ -129,6 +132,10 @@ void conn_format_reason(struct sg_conn *c, const char *what, int err);
 
 /* Routes by the name the sniffer found (or none) and starts the connect. */
 void conn_route(struct sg_conn *c);
+
+/* Counts the connection for its client (limits.per_client); false when a
+ * limit refused it (it is closed then). */
+bool conn_admit_client(struct sg_conn *c);
 
 /* connection_sniff.c: the first state (PROXY_HEADER or SNIFFING, or the
  * route at once for a listener that does not sniff), and the client's

@@ -88,6 +88,8 @@ static void proxy_header_process(struct sg_conn *c)
         c->local = info.dst;
         c->local_known = true;
     }
+    if (!conn_admit_client(c))
+        return;
     start_sniffing(c);
 }
 

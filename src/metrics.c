@@ -12,6 +12,7 @@ static const char *const outcome_names[SG_OUT_COUNT] = {
     [SG_OUT_WRONG_PROTOCOL] = "wrong_protocol",
     [SG_OUT_PROXY_REFUSED] = "proxy_refused",
     [SG_OUT_OVERLOAD] = "overload",
+    [SG_OUT_CLIENT_LIMIT] = "client_limit",
     [SG_OUT_SNIFF_TIMEOUT] = "sniff_timeout",
     [SG_OUT_CLIENT_GONE] = "client_gone",
     [SG_OUT_RESOLVE_FAILED] = "resolve_failed",

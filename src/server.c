@@ -44,6 +44,7 @@ struct sg_server {
     _Atomic(struct sg_snapshot *) released;
     bool reaper_open;
 
+    struct sg_client_table *clients; /* limits.per_client, for every worker */
     char *access_path; /* the access log file in use, or NULL */
     int access_file;   /* the descriptor files are opened onto, once one was; else -1 */
     int access_stderr; /* "stderr": 2, or a non-blocking descriptor of its pipe; -1 until asked */
@@ -379,12 +380,16 @@ static size_t connection_limit(struct sg_server *srv)
 static unsigned start_workers(struct sg_server *srv)
 {
     size_t max_conns = connection_limit(srv);
+    /* made even when no limit is on: a reload may turn one on */
+    if ((srv->clients = sg_client_table_new()) == NULL)
+        sg_log_warn(&srv->log, "no memory for the per-client table: limits.per_client is off");
     size_t per_worker = max_conns ? (max_conns + srv->nworkers - 1) / srv->nworkers : 0;
     unsigned started = 0;
     for (; started < srv->nworkers; started++) {
         struct sg_worker *w = &srv->workers[started];
         w->data = srv;
         w->on_finished = worker_finished;
+        w->env.clients = srv->clients;
         struct sg_worker_msg *m = sg_reload_worker_msg(&srv->reload, SG_WORKER_RUN);
         int err = m ? sg_worker_start(w, started, &srv->log, per_worker, m) : UV_ENOMEM;
         if (err < 0) {
@@ -488,6 +493,7 @@ out_close_loop:
     uv_loop_close(&srv->loop);
 out_free:
     sg_reload_free(&srv->reload);
+    sg_client_table_free(srv->clients);
     if (srv->access_file >= 0)
         close(srv->access_file);
     if (srv->access_stderr > STDERR_FILENO)

@@ -29,6 +29,8 @@
 struct sg_conn;
 struct sg_events;
 struct sg_resolver;
+struct sg_client_table;
+struct sg_client;
 
 /* What a connection needs from the loop it lives on. The worker embeds and
  * fills it; a connection never sees the worker itself. */
@@ -39,6 +41,7 @@ struct sg_conn_env {
     struct sg_logger *log;
     struct sg_worker_stats *stats;
     struct sg_resolver *resolver; /* backend names, cached per loop */
+    struct sg_client_table *clients; /* limits.per_client, shared by the process; NULL: none */
     uint8_t *tls_scratch;         /* SG_TLS_SCRATCH_SIZE bytes, for sniff_tls */
     struct sg_pump_env pump;      /* the read buffer and pipes all pumps share */
     struct sg_access_buf access;  /* access-log lines not yet written */

@@ -19,6 +19,7 @@ enum sg_outcome {
     SG_OUT_WRONG_PROTOCOL, /* refused: e.g. HTTP on a TLS port */
     SG_OUT_PROXY_REFUSED,  /* refused: PROXY header missing, invalid or untrusted */
     SG_OUT_OVERLOAD,       /* refused: connection limit reached */
+    SG_OUT_CLIENT_LIMIT,   /* refused: a limit of limits.per_client reached */
     SG_OUT_SNIFF_TIMEOUT,  /* the client sent no complete hello or head in time */
     SG_OUT_CLIENT_GONE,    /* the client left before it was routed */
     SG_OUT_RESOLVE_FAILED, /* the backend's name did not resolve */

@@ -14,6 +14,7 @@
 #include "sixgate/arena.h"
 #include "sixgate/backend_policy.h"
 #include "sixgate/cidr.h"
+#include "sixgate/client_limits.h"
 #include "sixgate/log.h"
 #include "sixgate/routes.h"
 
@@ -70,6 +71,7 @@ struct sg_snapshot {
     struct sg_timeouts timeouts;
     size_t http_head_max;   /* bytes of an HTTP request head (431 past it) */
     size_t max_connections; /* per process; 0: no limit */
+    struct sg_client_limits per_client; /* limits.per_client */
     enum sg_splice_mode splice;
     uint64_t dns_ttl_ms;          /* how long a backend name's addresses are used */
     uint64_t dns_negative_ttl_ms; /* how long a failed resolution is remembered */

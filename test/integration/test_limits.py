@@ -8,8 +8,8 @@ import os
 import subprocess
 import time
 
-from clients import connect, recv_exact
-from configs import main_config, routes_map, tcp_listener, tls_listener
+from clients import connect, http_request, recv_all, recv_exact
+from configs import http_listener, main_config, routes_map, tcp_listener, tls_listener
 from process import free_ports, scaled, wait_until
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -96,3 +96,60 @@ def test_the_connection_limit_follows_the_descriptor_limit(sixgate, backends, mo
     finally:
         for s in held:
             s.close()
+
+
+def test_limits_per_client_address(sixgate, backends):
+    """limits.per_client: a client (an IPv4 address, an IPv6 /64) gets at
+    most <connections> at once and at most <sniffing> not yet routed; past
+    either it is reset and counted as client_limit, while another client
+    is served. Closing a connection makes room again."""
+    echo = backends.echo()
+    a = backends.http("A")
+    tcp, web = free_ports(2)
+    sixgate.start(main_config([tcp_listener("tcp", tcp, echo.addr),
+                               http_listener("web", web)],
+                              limits={"per_client": {"connections": 2, "sniffing": 1}}),
+                  routes_map({"site.example": a.addr}))
+
+    def refused(port, host="127.0.0.1"):
+        try:  # the reset may come before connect() returns
+            with connect(port, host) as s:
+                s.settimeout(scaled(5))
+                s.sendall(b"x")
+                return s.recv(1) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+
+    held = []
+    for _ in range(2):
+        s = connect(tcp)
+        s.sendall(b"x")
+        assert recv_exact(s, 1) == b"x"
+        held.append(s)
+    assert refused(tcp)                      # a third from 127.0.0.1
+    other = connect(tcp, "::1")              # another client
+    other.sendall(b"y")
+    assert recv_exact(other, 1) == b"y"
+    other.close()
+
+    def ended_ok(n):
+        wait_until(lambda: len([e for e in sixgate.access_log()
+                                if e["listener"] == "tcp" and e["outcome"] == "ok"]) >= n,
+                   scaled(5), what=f"{n} tcp connections ended")
+    held.pop().close()
+    ended_ok(2)
+    assert not refused(tcp)  # room for one more
+    held.pop().close()
+    ended_ok(4)
+    # sniffing: one silent connection to the http listener holds the only slot
+    silent = connect(web)
+    time.sleep(scaled(0.2))
+    assert refused(web)
+    silent.sendall(http_request("site.example", extra="Connection: close"))
+    assert recv_all(silent).startswith(b"HTTP/1.1 200")
+    silent.close()
+    def reasons():
+        return {e["reason"] for e in sixgate.access_log() if e["outcome"] == "client_limit"}
+    wait_until(lambda: len(reasons()) == 2, scaled(5), what="both refusals logged")
+    assert reasons() == {"too many connections from this client",
+                         "too many connections from this client not yet routed"}
