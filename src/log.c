@@ -17,6 +17,7 @@ void sg_logger_init(struct sg_logger *lg, int fd)
     lg->fd = fd;
     atomic_init(&lg->access_fd, -1);
     atomic_init(&lg->access_dropped, 0);
+    atomic_init(&lg->access_socket, false);
 }
 
 void sg_log_time(char *buf, size_t cap)
@@ -87,12 +88,14 @@ static uint64_t count_lines(const char *p, size_t len)
 /* One piece: send() without waiting on a socket, write() on anything else
  * (the server opens a pipe non-blocking). Returns false when it was not
  * taken, now or ever (the rest is then dropped). */
-static bool write_piece(int fd, const char *p, size_t len)
+static bool write_piece(int fd, bool is_socket, const char *p, size_t len)
 {
     for (;;) {
-        ssize_t n = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0 && errno == ENOTSOCK)
-            n = write(fd, p, len);
+        ssize_t n = is_socket ? send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL) : write(fd, p, len);
+        if (n < 0 && errno == ENOTSOCK) { /* a reload switched it a moment ago */
+            is_socket = false;
+            continue;
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -109,6 +112,7 @@ void sg_log_access(struct sg_logger *lg, const char *lines, size_t len)
     int fd = atomic_load_explicit(&lg->access_fd, memory_order_relaxed);
     if (fd < 0)
         return;
+    bool is_socket = atomic_load_explicit(&lg->access_socket, memory_order_relaxed);
     while (len > 0) {
         /* whole lines, PIPE_BUF bytes at most (a longer line goes alone) */
         size_t piece = 0;
@@ -121,7 +125,7 @@ void sg_log_access(struct sg_logger *lg, const char *lines, size_t len)
             if (piece >= PIPE_BUF)
                 break;
         }
-        if (!write_piece(fd, lines, piece)) {
+        if (!write_piece(fd, is_socket, lines, piece)) {
             count_dropped(lg, count_lines(lines, len));
             return;
         }

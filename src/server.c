@@ -131,7 +131,10 @@ static int setup_access_log(struct sg_server *srv, const struct sg_snapshot *s, 
     bool is_file = want != NULL && strcmp(want, "stderr") != 0;
 
     if (!is_file) {
-        atomic_store(&lg->access_fd, want != NULL ? stderr_for_access(srv) : -1);
+        int fd = want != NULL ? stderr_for_access(srv) : -1;
+        struct stat st;
+        atomic_store(&lg->access_socket, fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode));
+        atomic_store(&lg->access_fd, fd);
         /* workers may be writing to srv->access_file still: it stays open */
         free(srv->access_path);
         srv->access_path = NULL;
@@ -151,6 +154,7 @@ static int setup_access_log(struct sg_server *srv, const struct sg_snapshot *s, 
     } else {
         srv->access_file = fd;
     }
+    atomic_store(&lg->access_socket, false);
     atomic_store(&lg->access_fd, srv->access_file);
     char *path = strdup(want);
     free(srv->access_path);

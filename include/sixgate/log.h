@@ -16,6 +16,7 @@ struct sg_logger {
     atomic_int level;     /* enum sg_log_level; changed by reloads */
     int fd;               /* diagnostics: normally 2 */
     atomic_int access_fd; /* access log, or -1 when off */
+    atomic_bool access_socket; /* access_fd is a socket: written with MSG_DONTWAIT */
     _Atomic uint64_t access_dropped; /* access-log lines the reader was too slow for */
 };
 
