@@ -93,4 +93,16 @@ unsigned config_walk_map(struct config_ctx *c, const struct sg_ynode *map, const
 void config_parse_main(struct config_ctx *c, const unsigned char *buf, size_t len);
 void config_parse_map(struct config_ctx *c, const unsigned char *buf, size_t len);
 
+/* Calls <fn> on a single value or on each value of a list; <what> names
+ * the key in messages. */
+void config_each_value(struct config_ctx *c, const struct sg_ynode *v, const char *what,
+                       void (*fn)(struct config_ctx *, const struct sg_ynode *, void *), void *obj);
+
+/* Adds the range <v> to <l>; <what> names the key in messages. */
+void config_add_cidr(struct config_ctx *c, const struct sg_ynode *v, struct sg_cidr_list *l,
+                     const char *what);
+
+/* The main file's "listeners" (config_listeners.c). */
+void config_key_listeners(struct config_ctx *c, const struct sg_ynode *v, void *obj);
+
 #endif

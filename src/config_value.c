@@ -307,3 +307,38 @@ unsigned config_walk_map(struct config_ctx *c, const struct sg_ynode *map, const
     }
     return seen;
 }
+
+/* Calls <fn> on a single value or on each value of a list. */
+void config_each_value(struct config_ctx *c, const struct sg_ynode *v, const char *what,
+                       void (*fn)(struct config_ctx *, const struct sg_ynode *, void *), void *obj)
+{
+    if (v->kind == SG_YSCALAR) {
+        fn(c, v, obj);
+        return;
+    }
+    if (v->kind != SG_YSEQ) {
+        config_error(c, v, "%s must be a value or a list of values", what);
+        return;
+    }
+    if (v->len == 0)
+        config_error(c, v, "%s must not be an empty list", what);
+    for (const struct sg_ynode *i = v->first; i != NULL; i = i->next)
+        fn(c, i, obj);
+}
+
+/* Adds the range <v> to <l>; <what> names the key in messages. */
+void config_add_cidr(struct config_ctx *c, const struct sg_ynode *v, struct sg_cidr_list *l,
+                     const char *what)
+{
+    char range[64];
+    snprintf(range, sizeof(range), "%s range", what);
+    if (!config_want_string(c, v, range))
+        return;
+    struct sg_cidr cidr;
+    enum sg_cidr_status st = sg_cidr_parse(v->str, v->len, &cidr);
+    if (st != SG_CIDR_OK)
+        config_error(c, v, "%s '%s': %s", what, v->str, sg_cidr_status_str(st));
+    else if (!sg_cidr_list_add(l, &cidr))
+        config_error(c, v, "out of memory");
+}
+
