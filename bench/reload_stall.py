@@ -91,6 +91,7 @@ admin: {{listen: "[::1]:{admin}"}}
 log: {{access: off}}
 reload: {{watch: false}}
 map: routes.yaml
+backend_networks: ["::1/128", "2001:db8::/32"]
 """)
     write_map(f"{tmp}/routes.yaml", a.routes, "v0")
     err = open(f"{tmp}/stderr", "w+")
